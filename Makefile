@@ -1,0 +1,55 @@
+# renyilib — build the report, run the tests. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= cpu
+# Notebooks in build order (later chapters read what earlier ones cached).
+NOTEBOOKS ?= estimator zoo spectrum correlation rsam bounds
+GENERATED := book/generated
+
+.PHONY: install report notebooks book test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[test,book]'
+	touch $@
+
+# Run every notebook with papermill in $(PROFILE), then build the book from the outputs.
+report: notebooks book
+	@echo "Report ($(PROFILE) profile): $(abspath book/_build/html/index.html)"
+
+notebooks: $(STAMP)
+	mkdir -p $(GENERATED)
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  echo "== papermill $$nb ($(PROFILE))"; \
+	  $(BIN)/papermill --cwd $(GENERATED) -k python3 --no-progress-bar \
+	    notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb -p profile $(PROFILE); \
+	done
+
+book: $(STAMP)
+	rm -rf book/_build
+	$(BIN)/jupyter-book build book/ --warningiserror --keep-going
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) lint
+	$(MAKE) report PROFILE=smoke
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q pyhessian==0.1
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf book/_build $(GENERATED)
