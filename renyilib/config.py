@@ -22,6 +22,7 @@ __all__ = [
     "find_config",
     "load_profile",
     "data_root",
+    "cache_dir",
     "default_device",
     "seed_everything",
 ]
@@ -74,6 +75,14 @@ def load_profile(experiment: str, profile: str, path: str | os.PathLike | None =
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: ``root`` if given, else ``$RENYI_DATA``, else ``data/``."""
     return Path(root or os.environ.get("RENYI_DATA") or "data")
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """Where decoded-dataset caches go: ``path``, else ``$RENYI_CACHE``, else ``data/cache``.
+
+    Kept apart from the data root, which may be read-only or shared.
+    """
+    return Path(path or os.environ.get("RENYI_CACHE") or "data/cache")
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
