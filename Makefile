@@ -24,12 +24,7 @@ report: notebooks book
 	@echo "Report ($(PROFILE) profile): $(abspath book/_build/html/index.html)"
 
 notebooks: $(STAMP)
-	mkdir -p $(GENERATED)
-	@set -e; for nb in $(NOTEBOOKS); do \
-	  echo "== papermill $$nb ($(PROFILE))"; \
-	  $(BIN)/papermill --cwd $(GENERATED) -k python3 --no-progress-bar \
-	    notebooks/$$nb.ipynb $(GENERATED)/$$nb.ipynb -p profile $(PROFILE); \
-	done
+	$(BIN)/python -m renyilib.report --profile $(PROFILE) --notebooks $(NOTEBOOKS) --dst $(GENERATED)
 
 book: $(STAMP)
 	rm -rf book/_build

@@ -43,7 +43,9 @@ def find_config(start: str | os.PathLike | None = None) -> Path:
     for base in starts:
         for folder in [base, *base.parents]:
             candidate = folder / "_config.yml"
-            if candidate.is_file() and "experiments" in (yaml.safe_load(candidate.read_text()) or {}):
+            if candidate.is_file() and "experiments" in (
+                yaml.safe_load(candidate.read_text()) or {}
+            ):
                 return candidate
     raise FileNotFoundError(
         "no _config.yml with an 'experiments:' section found from "
@@ -51,7 +53,9 @@ def find_config(start: str | os.PathLike | None = None) -> Path:
     )
 
 
-def load_profile(experiment: str, profile: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+def load_profile(
+    experiment: str, profile: str, path: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Settings of one experiment in one profile.
 
     Args:
@@ -97,6 +101,6 @@ def seed_everything(seed: int) -> torch.Generator:
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy global state, for third-party code)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
