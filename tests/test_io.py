@@ -1,0 +1,61 @@
+"""Tests for renyilib.io: atomic writes, hashing, state dicts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from renyilib.io import (
+    atomic_write,
+    code_version,
+    config_hash,
+    load_state_dict,
+    read_json,
+    save_state_dict,
+    write_json,
+)
+
+
+def test_write_json_roundtrip_converts_numpy_and_torch(tmp_path):
+    import numpy as np
+
+    obj = {"a": np.float64(1.5), "b": torch.tensor([1, 2]), "c": np.arange(3), "d": float("nan")}
+    write_json(tmp_path / "x" / "r.json", obj)
+    back = read_json(tmp_path / "x" / "r.json")
+    assert back["a"] == 1.5 and back["b"] == [1, 2] and back["c"] == [0, 1, 2]
+    assert back["d"] != back["d"]  # NaN survives
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "r.json"
+    target.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        atomic_write(target, boom)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_config_hash_is_order_independent_and_sensitive():
+    a = config_hash({"lr": 0.1, "bs": 128})
+    assert a == config_hash({"bs": 128, "lr": 0.1})
+    assert a != config_hash({"bs": 128, "lr": 0.03})
+    assert len(a) == 12
+
+
+def test_state_dict_roundtrip_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    save_state_dict(tmp_path / "w.pt", model.state_dict())
+    sd = load_state_dict(tmp_path / "w.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(sd[k], v)
+
+
+def test_code_version_names_the_package_version():
+    from renyilib import __version__
+
+    assert code_version().startswith(__version__)
