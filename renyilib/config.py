@@ -76,17 +76,29 @@ def load_profile(
     return {**cfg[experiment][profile], "profile": profile, "experiment": experiment}
 
 
+def _default_data_dir() -> Path:
+    """``data/`` of the project checkout (found via its ``_config.yml``), else ``./data``.
+
+    Anchoring to the checkout makes notebooks executed in ``book/generated/`` and
+    commands run from any sub-folder share one data folder and one cache.
+    """
+    try:
+        return find_config().parent / "data"
+    except FileNotFoundError:
+        return Path("data")
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$RENYI_DATA``, else ``data/``."""
-    return Path(root or os.environ.get("RENYI_DATA") or "data")
+    """The data root: ``root`` if given, else ``$RENYI_DATA``, else the project's ``data/``."""
+    return Path(root or os.environ.get("RENYI_DATA") or _default_data_dir())
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """Where decoded-dataset caches go: ``path``, else ``$RENYI_CACHE``, else ``data/cache``.
+    """Where decoded-dataset caches go: ``path``, else ``$RENYI_CACHE``, else the project's ``data/cache``.
 
     Kept apart from the data root, which may be read-only or shared.
     """
-    return Path(path or os.environ.get("RENYI_CACHE") or "data/cache")
+    return Path(path or os.environ.get("RENYI_CACHE") or _default_data_dir() / "cache")
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

@@ -47,7 +47,7 @@ def test_data_root_precedence(monkeypatch, tmp_path):
     assert data_root("x") == data_root("x")
     assert str(data_root("x")) == "x"
     monkeypatch.delenv("RENYI_DATA")
-    assert str(data_root()) == "data"
+    assert data_root() == find_config().parent / "data"
 
 
 def test_seed_everything_is_reproducible():
