@@ -1,0 +1,133 @@
+"""Overhead of the whole Rényi profile over its Hessian-vector products.
+
+The profile is what a user asks for: ``renyi_sharpness`` on every layer block
+and "all", every α of ``PAPER_ALPHAS`` (37 orders), then the trace and a
+200-point density of each block from the same quadratures. Its cost should
+be essentially that of its products:
+
+    ratio = T_profile / Σ_blocks (products_b × t_b)  ≤ 1.1   (issue 2)
+
+with ``products_b`` the operator's own count (``num_matvecs``, including the
+one-off graph or deflation work) and ``t_b`` the best time of one product of
+block b, measured in the same process with the same method and probe batch
+(``op @ V`` with V of shape (n, probe_batch), divided by probe_batch). The
+remainder is Lanczos reorthogonalization, the tridiagonal eigenproblems, the
+Rényi/trace/density evaluation and Python overhead.
+
+Run: ``python benchmarks/bench_profile.py``; writes ``benchmarks/results/profile.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import CLOCK, ROOT, Workload, clock, compare, load_workload, machine_info, set_clock
+
+from renyilib.hessian import hessian_operator
+from renyilib.io import atomic_write, write_json
+from renyilib.renyi import PAPER_ALPHAS, renyi_sharpness
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def profile_once(
+    w: Workload, probes: int, steps: int, method: str, batch: int, seed: int = 0
+) -> dict:
+    """Time one full profile and its products; return the totals and per-block rows."""
+    t0 = clock()
+    df, quads = renyi_sharpness(
+        w.model, w.loss_fn, (w.x, w.y), PAPER_ALPHAS, blocks="both", num_probes=probes,
+        lanczos_steps=steps, seed=seed, progress=False, hessian_method=method,
+        probe_batch=batch, return_quadratures=True,
+    )  # fmt: skip
+    for q in quads.values():
+        q.trace()
+        lo, hi = float(np.min(q.nodes)), float(np.max(q.nodes))
+        q.density(np.linspace(lo, hi, 200), sigma=max(hi - lo, 1e-12) / 100)
+    total = clock() - t0
+    per_block = df.groupby("block", sort=False).first()
+    rows = []
+    for b, r in per_block.iterrows():
+        op = hessian_operator(w.model, w.loss_fn, (w.x, w.y), w.blocks[b], method=method)
+        V = torch.randn(op.shape[0], batch, generator=torch.Generator().manual_seed(1))
+        t_prod = compare({"p": lambda op=op, V=V: op @ V}, repeats=5, warmup=1)["p"] / batch
+        rows.append(
+            {
+                "method": method,
+                "block": b,
+                "dim": int(r["dim"]),
+                "products": int(r["num_matvecs"]),
+                "ms_per_product": 1e3 * t_prod,
+                "products_seconds": int(r["num_matvecs"]) * t_prod,
+                "block_seconds": float(r["seconds"]),
+            }
+        )
+    rows_df = pd.DataFrame(rows)
+    return {
+        "method": method,
+        "profile_seconds": total,
+        "products": int(rows_df["products"].sum()),
+        "products_seconds": float(rows_df["products_seconds"].sum()),
+        "ratio": total / float(rows_df["products_seconds"].sum()),
+        "rows": rows_df,
+    }
+
+
+def run(
+    probes: int = 20, steps: int = 15, batch: int = 10, methods=("graph", "jvp")
+) -> pd.DataFrame:
+    w = load_workload()
+    results = [profile_once(w, probes, steps, m, batch) for m in methods]
+    rows = pd.concat([r["rows"] for r in results], ignore_index=True)
+    summary = pd.DataFrame([{k: v for k, v in r.items() if k != "rows"} for r in results])
+    atomic_write(
+        RESULTS / "profile.csv", lambda tmp: rows.to_csv(tmp, index=False, float_format="%.5g")
+    )
+    write_json(
+        RESULTS / "profile.meta.json",
+        {
+            **machine_info(),
+            "workload": w.config,
+            "probes": probes,
+            "steps": steps,
+            "probe_batch": batch,
+            "alphas": len(PAPER_ALPHAS),
+            "summary": summary.to_dict(orient="records"),
+        },
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--probes", type=int, default=20)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--batch", type=int, default=10, help="probe_batch of slq")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    set_clock(args.clock)
+    summary = run(args.probes, args.steps, args.batch)
+    print(
+        f"\n== whole profile ({len(PAPER_ALPHAS)} α, every layer + all, trace, density; "
+        f"l={args.probes}, m={args.steps}, probe_batch={args.batch}; {CLOCK['name']} clock)"
+    )
+    for _, r in summary.iterrows():
+        print(
+            f"  hessian_method={r['method']:5s}: {r['profile_seconds']:6.2f} s for {r['products']} products "
+            f"({r['products_seconds']:.2f} s of products): ratio {r['ratio']:.2f} (target ≤ 1.1)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

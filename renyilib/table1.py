@@ -1,0 +1,667 @@
+"""Table 1: SGD, SAM, ASAM, Eigen-SAM and RSAM over tasks and seeds (Sec. 6.2, App. G.3.2).
+
+The runner trains every (task, method, seed) of a profile (``experiments: rsam:``
+in the top-level ``_config.yml``) and reports the test accuracy as mean ±
+standard error over seeds, next to the paper's Table 1
+(``book/reference/paper_table1.csv``).
+
+Hyperparameters are those of Tables 4-6 (:data:`PAPER_HPARAMS`: momentum 0.9,
+batch 128, cosine decay from lr 0.1 (0.2 on TinyImageNet) without warm-up,
+weight decay 5e-4 (1e-4), 200 (100) epochs; ρ, η and α per method; RSAM's
+SGD warm-up ``sgd_epochs`` and TinyImageNet's 30 % switch). Small tasks
+(scikit-learn digits) borrow the CIFAR-10 ResNet-20 row. A profile may scale
+the budget (``epochs``; ``sgd_epochs`` scales with it) and, with ``tune``,
+choose each method's ρ on a stratified validation split carved out of the
+training set by **the same search for every method**: the method's paper ρ
+times each of the same ``factors`` (SGD has no ρ and is trained once), one
+seed, best mean validation accuracy (ties: the smaller ρ).
+
+Runs follow the zoo's conventions (:mod:`renyilib.zoo`): each run is keyed by
+the hash of its full config and lives in ``<out>/<task>/<hash>/`` with
+``config.json``, ``metrics.json`` (its presence marks the run finished; final
+metrics and per-epoch curves, including the mean and maximum
+:math:`\\|\\epsilon\\|_2` of the epoch read from
+``optimizer.last_perturbation_norm``) and ``weights.pt``, all written
+atomically by :mod:`renyilib.io`; rerunning skips finished runs. The training
+loop is this module's own (it needs the perturbation norms per step and a
+validation split), built on :func:`renyilib.train.lr_at` and
+:func:`renyilib.train.evaluate`.
+
+Command line::
+
+    python -m renyilib.table1 --profile cpu [--tasks cifar10-resnet20] [--csv data/results/x.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from renyilib.config import default_device, load_profile, seed_everything
+from renyilib.io import (
+    atomic_write,
+    code_version,
+    config_hash,
+    read_json,
+    save_state_dict,
+    write_json,
+)
+from renyilib.optim import build_optimizer
+
+__all__ = [
+    "METHODS",
+    "METHOD_LABELS",
+    "PAPER_HPARAMS",
+    "TASKS",
+    "final_configs",
+    "load_paper_table",
+    "make_config",
+    "load_model",
+    "run",
+    "run_data",
+    "run_dir",
+    "run_table1",
+    "runs_table",
+    "summarize",
+    "train_run",
+    "tune_configs",
+    "tuned_rho",
+]
+
+#: Method keys of the runner, in table order.
+METHODS = ("sgd", "sam", "asam", "eigensam", "rsam", "rsam-fixed")
+#: Column labels (the paper's spelling).
+METHOD_LABELS = {
+    "sgd": "SGD",
+    "sam": "SAM",
+    "asam": "ASAM",
+    "eigensam": "Eigen-SAM",
+    "rsam": "RSAM",
+    "rsam-fixed": "RSAM (fixed radius)",
+}
+
+#: task -> dataset, model, model kwargs, the paper's dataset / model labels of Table 1.
+TASKS: dict[str, dict[str, Any]] = {
+    "digits-mlp": dict(dataset="digits", model="mlp", num_classes=10, in_channels=1, image_size=8),
+    "digits-cnn": dict(
+        dataset="digits", model="digits-cnn", num_classes=10, in_channels=1, image_size=8
+    ),
+    "cifar10-resnet20": dict(
+        dataset="cifar10", model="resnet20", num_classes=10, in_channels=3, image_size=32,
+        paper=("CIFAR10", "ResNet20"),
+    ),
+    "cifar10-resnet56": dict(
+        dataset="cifar10", model="resnet56", num_classes=10, in_channels=3, image_size=32,
+        paper=("CIFAR10", "ResNet56"),
+    ),
+    "cifar10-wrn28-10": dict(
+        dataset="cifar10", model="wrn28-10", num_classes=10, in_channels=3, image_size=32,
+        paper=("CIFAR10", "WideResNet-28-10"),
+    ),
+    "cifar100-resnet20": dict(
+        dataset="cifar100", model="resnet20", num_classes=100, in_channels=3, image_size=32,
+        paper=("CIFAR100", "ResNet20"),
+    ),
+    "cifar100-resnet56": dict(
+        dataset="cifar100", model="resnet56", num_classes=100, in_channels=3, image_size=32,
+        paper=("CIFAR100", "ResNet56"),
+    ),
+    "cifar100-wrn28-10": dict(
+        dataset="cifar100", model="wrn28-10", num_classes=100, in_channels=3, image_size=32,
+        paper=("CIFAR100", "WideResNet-28-10"),
+    ),
+    "tinyimagenet-resnet50": dict(
+        dataset="tinyimagenet", model="resnet50", num_classes=200, in_channels=3, image_size=64,
+        paper=("TinyImageNet", "ResNet50"),
+    ),
+}  # fmt: skip
+
+_CIFAR = {"lr": 0.1, "momentum": 0.9, "batch_size": 128, "weight_decay": 5e-4, "epochs": 200}
+_TINY = {"lr": 0.2, "momentum": 0.9, "batch_size": 128, "weight_decay": 1e-4, "epochs": 100}
+
+
+def _rows(common: dict, sam: float, asam: float, rsam: tuple[float, float], sgd_epochs: int = 5):
+    return {
+        "sgd": {**common, "kwargs": {}},
+        "sam": {**common, "kwargs": {"rho": sam}},
+        "asam": {**common, "kwargs": {"rho": asam, "eta": 0.01}},
+        "eigensam": {**common, "kwargs": {"rho": sam, "alpha": 0.2, "freq": 100, "power_iters": 5}},
+        "rsam": {
+            **common,
+            "kwargs": {"rho": rsam[0], "alpha": rsam[1], "sgd_epochs": sgd_epochs},
+        },
+        # Not in the paper: Eq. 11 with a fixed l_p radius; its rho is SAM's (equal at alpha = 1).
+        "rsam-fixed": {
+            **common,
+            "kwargs": {"rho": sam, "alpha": rsam[1], "radius": "fixed", "sgd_epochs": sgd_epochs},
+        },
+    }
+
+
+#: Tables 4-6: (task, method) -> training settings and optimizer keywords.
+PAPER_HPARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "cifar10-resnet20": _rows(_CIFAR, 0.05, 0.5, (0.65, 1.2)),
+    "cifar10-resnet56": _rows(_CIFAR, 0.05, 0.5, (0.8, 1.2)),
+    "cifar10-wrn28-10": _rows(_CIFAR, 0.05, 0.5, (0.76, 1.1)),
+    "cifar100-resnet20": _rows(_CIFAR, 0.1, 1.0, (0.76, 1.1)),
+    "cifar100-resnet56": _rows(_CIFAR, 0.1, 1.0, (0.9, 1.1)),
+    "cifar100-wrn28-10": _rows(_CIFAR, 0.1, 1.0, (1.0, 1.1)),
+    "tinyimagenet-resnet50": _rows(_TINY, 0.05, 1.0, (1.25, 1.1), sgd_epochs=20),
+}
+# Table 6 note: on TinyImageNet the SGD phase ends once validation top-1 > 30 %.
+for _m in ("rsam", "rsam-fixed"):
+    PAPER_HPARAMS["tinyimagenet-resnet50"][_m]["kwargs"].update(
+        sgd_epochs=None, switch_accuracy=0.30
+    )
+PAPER_HPARAMS["digits-mlp"] = copy.deepcopy(PAPER_HPARAMS["cifar10-resnet20"])
+PAPER_HPARAMS["digits-cnn"] = copy.deepcopy(PAPER_HPARAMS["cifar10-resnet20"])
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise KeyError(f"task {task!r} unknown; known: {sorted(TASKS)}")
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def make_config(
+    task: str,
+    method: str,
+    seed: int,
+    *,
+    epochs: int | None = None,
+    rho: float | None = None,
+    width: float = 1.0,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    val_size: int | None = None,
+    augment: bool = True,
+    method_overrides: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """One run config (JSON-serializable; its hash names the run folder).
+
+    Args:
+        task: A key of :data:`TASKS`.
+        method: A key of :data:`METHODS`.
+        seed: Seed of initialization, shuffling and augmentation.
+        epochs: Epoch budget (default: the paper's). RSAM's ``sgd_epochs`` is
+            scaled by ``epochs / paper_epochs`` (rounded, at least 1).
+        rho: Override of the method's ρ (ignored for SGD).
+        width: Channel/width multiplier of the model.
+        train_subset, test_subset: Stratified subsets (``None``: all).
+        val_size: If set, the run is a *tuning* run: ``val_size`` stratified
+            training points are held out and evaluated instead of the test set.
+        augment: Training augmentation of the dataset.
+        method_overrides: Extra optimizer keywords for this method (e.g. Eigen-SAM's ``freq``).
+        batch_size: Override of the paper's 128.
+    """
+    _check_task(task)
+    _check_method(method)
+    hp = copy.deepcopy(PAPER_HPARAMS[task][method])
+    kwargs = dict(hp["kwargs"])
+    paper_epochs = hp["epochs"]
+    epochs = int(epochs or paper_epochs)
+    if kwargs.get("sgd_epochs"):
+        kwargs["sgd_epochs"] = max(1, round(kwargs["sgd_epochs"] * epochs / paper_epochs))
+    if rho is not None and method != "sgd":
+        kwargs["rho"] = float(rho)
+    kwargs.update(method_overrides or {})
+    if method == "rsam-fixed":
+        kwargs["radius"] = "fixed"
+    t = TASKS[task]
+    return {
+        "experiment": "rsam-table1",
+        "task": task,
+        "dataset": t["dataset"],
+        "model": t["model"],
+        "model_kwargs": {
+            "num_classes": t["num_classes"],
+            "in_channels": t["in_channels"],
+            "image_size": t["image_size"],
+            "width": width,
+        },
+        "data": {"train_subset": train_subset, "test_subset": test_subset, "val_size": val_size},
+        "train": {
+            "method": method,
+            "lr": hp["lr"],
+            "momentum": hp["momentum"],
+            "weight_decay": hp["weight_decay"],
+            "batch_size": int(batch_size or hp["batch_size"]),
+            "epochs": epochs,
+            "augment": bool(augment),
+            "seed": int(seed),
+            "optimizer_kwargs": kwargs,
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- data
+
+_BUNDLES: dict[str, Any] = {}
+
+
+def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> Any:
+    """The run's DataBundle; for tuning runs the test split is the held-out validation split."""
+    from renyilib.data import DataBundle, load_data, stratified_indices
+
+    d = config["data"]
+    key = config_hash({"dataset": config["dataset"], "data": d, "root": str(root)})
+    if key in _BUNDLES:
+        return _BUNDLES[key]
+    bundle = load_data(
+        config["dataset"],
+        root,
+        train_subset=d.get("train_subset"),
+        test_subset=d.get("test_subset"),
+        seed=0,
+        progress=False,
+    )
+    if d.get("val_size"):
+        n = bundle.num_train
+        if not 0 < d["val_size"] < n:
+            raise ValueError(f"val_size must be in (0, {n}), got {d['val_size']!r}")
+        val = stratified_indices(bundle.train_y, int(d["val_size"]), seed=12345)
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[val] = False
+        bundle = DataBundle(
+            name=bundle.name,
+            train_x=bundle.train_x[keep],
+            train_y=bundle.train_y[keep],
+            test_x=bundle.train_x[val],
+            test_y=bundle.train_y[val],
+            num_classes=bundle.num_classes,
+            input_shape=bundle.input_shape,
+            mean=bundle.mean,
+            std=bundle.std,
+            augmentation=bundle.augmentation,
+            classes=bundle.classes,
+            source=bundle.source,
+        )
+    _BUNDLES[key] = bundle
+    return bundle
+
+
+def _model(config: dict[str, Any]) -> nn.Module:
+    from renyilib.models import build_model
+
+    kw = config["model_kwargs"]
+    return build_model(
+        config["model"],
+        kw["num_classes"],
+        in_channels=kw["in_channels"],
+        width=kw["width"],
+        image_size=kw["image_size"],
+    )
+
+
+def _optimizer(model: nn.Module, t: dict[str, Any]) -> torch.optim.Optimizer:
+    method = t["method"]
+    name = "rsam" if method == "rsam-fixed" else method
+    kwargs = dict(t["optimizer_kwargs"])
+    if name == "eigensam":
+        kwargs.setdefault("seed", t["seed"])
+    return build_optimizer(
+        name, model, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"], **kwargs
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_run(
+    config: dict[str, Any],
+    *,
+    data_root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one run config; return the model and the metrics record (with curves).
+
+    Cosine learning-rate decay from ``lr`` to 0 over all steps (no warm-up, App.
+    G.3.2), set every step; cross-entropy; ``optimizer.step(closure)``;
+    ``on_epoch_end(epoch, val_acc)`` with the accuracy on the evaluation split.
+
+    Returns:
+        ``(model, record)``; ``record`` holds the final ``train_loss/acc``,
+        ``eval_loss/acc`` (test, or validation for tuning runs), ``diverged``,
+        ``seconds`` and ``curves`` per epoch (``epoch, lr, batch_loss, train_loss,
+        train_acc, eval_loss, eval_acc, eps_mean, eps_max, perturbed``).
+    """
+    from renyilib.train import evaluate, lr_at
+
+    dev = default_device(device)
+    t = config["train"]
+    bundle = run_data(config, data_root)
+    seed_everything(t["seed"])
+    model = _model(config).to(dev)
+    opt = _optimizer(model, t)
+    gen = torch.Generator().manual_seed(t["seed"])
+    steps_per_epoch = bundle.num_batches("train", t["batch_size"])
+    total = steps_per_epoch * t["epochs"]
+    loss_fn = nn.CrossEntropyLoss()
+    keys = ("epoch", "lr", "batch_loss", "train_loss", "train_acc", "eval_loss", "eval_acc")
+    curves: dict[str, list] = {k: [] for k in (*keys, "eps_mean", "eps_max", "perturbed")}
+    step, diverged = 0, False
+    start = time.perf_counter()
+
+    def ev(split: str) -> tuple[float, float]:
+        return evaluate(model, bundle.batches(split, 1024, device=dev))
+
+    bar = tqdm(range(t["epochs"]), desc=f"{config['task']} {t['method']}", disable=not progress)
+    for epoch in bar:
+        model.train()
+        loss_sum, count, eps = 0.0, 0, []
+        perturbed = bool(getattr(opt, "perturbation_active", False))
+        for x, y in bundle.batches(
+            "train", t["batch_size"], shuffle=True, augment=t["augment"], generator=gen, device=dev
+        ):
+            lr = lr_at(step, total, 0, t["lr"])
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+            def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                return loss
+
+            loss = float(opt.step(closure).detach())
+            step += 1
+            if not math.isfinite(loss):
+                diverged = True
+                break
+            eps.append(float(getattr(opt, "last_perturbation_norm", 0.0)))
+            loss_sum += loss * y.shape[0]
+            count += y.shape[0]
+        if diverged:
+            break
+        train_loss, train_acc = ev("train")
+        eval_loss, eval_acc = ev("test")
+        for k, v in zip(
+            (*keys, "eps_mean", "eps_max", "perturbed"),
+            (
+                epoch + 1, lr, loss_sum / max(count, 1), train_loss, train_acc, eval_loss,
+                eval_acc, float(np.mean(eps)) if eps else 0.0, max(eps, default=0.0), perturbed,
+            ),
+        ):  # fmt: skip
+            curves[k].append(v)
+        bar.set_postfix(loss=f"{train_loss:.3g}", acc=f"{eval_acc:.3f}")
+        if hasattr(opt, "on_epoch_end"):
+            opt.on_epoch_end(epoch, val_acc=eval_acc)
+    bar.close()
+    if diverged or not curves["epoch"]:
+        train_loss, train_acc = ev("train")
+        eval_loss, eval_acc = ev("test")
+    record = {
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "eval_loss": eval_loss,
+        "eval_acc": eval_acc,
+        "eval_split": "val" if config["data"].get("val_size") else "test",
+        "diverged": diverged,
+        "epochs_run": len(curves["epoch"]),
+        "steps": step,
+        "num_clean_steps": int(getattr(opt, "num_clean_steps", 0)),
+        "switched_at_epoch": getattr(opt, "switched_at_epoch", None),
+        "seconds": time.perf_counter() - start,
+        "n_train": bundle.num_train,
+        "n_eval": bundle.num_test,
+        "curves": curves,
+    }
+    return model, record
+
+
+def run_dir(out: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """``<out>/<task>/<config_hash(config)>`` (the zoo's layout)."""
+    return Path(out) / config["task"] / config_hash(config)
+
+
+def run(
+    config: dict[str, Any],
+    out: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> str:
+    """Train ``config`` into its run folder unless finished: ``"skipped"`` or ``"done"``."""
+    path = run_dir(out, config)
+    if (path / "metrics.json").is_file():
+        return "skipped"
+    write_json(
+        path / "config.json", {"config": config, "hash": path.name, "code_version": code_version()}
+    )
+    model, record = train_run(config, data_root=data_root, device=device, progress=progress)
+    save_state_dict(path / "weights.pt", model.state_dict())
+    record.update(hash=path.name, code_version=code_version(), device=str(default_device(device)))
+    write_json(path / "metrics.json", record)
+    return "done"
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
+    """The trained model of a finished run folder (weights loaded with ``weights_only=True``)."""
+    from renyilib.io import load_state_dict
+
+    config = read_json(Path(path) / "config.json")["config"]
+    model = _model(config)
+    model.load_state_dict(load_state_dict(Path(path) / "weights.pt"))
+    return model.to(default_device(device)).eval()
+
+
+# ----------------------------------------------------------------------------- tuning and tables
+
+
+def _settings(profile: dict[str, Any], task: str) -> dict[str, Any]:
+    s = {k: profile[k] for k in ("epochs", "width", "train_subset", "test_subset") if k in profile}
+    s.update((profile.get("task_overrides") or {}).get(task, {}) or {})
+    return s
+
+
+def tune_configs(profile: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """The tuning runs of ``task``: every method with ρ ∈ paper ρ × ``tune.factors`` (SGD once)."""
+    tune = profile.get("tune") or {}
+    s = _settings(profile, task)
+    over = profile.get("method_overrides") or {}
+    configs = []
+    for method in profile["methods"]:
+        base = PAPER_HPARAMS[task][method]["kwargs"].get("rho")
+        factors = [None] if method == "sgd" else tune["factors"]
+        for f in factors:
+            configs.append(
+                make_config(
+                    task,
+                    method,
+                    int(tune.get("seed", 0)),
+                    rho=None if f is None else base * f,
+                    val_size=int(tune["val_size"]),
+                    method_overrides=over.get(method),
+                    epochs=tune.get("epochs", s.get("epochs")),
+                    **{k: v for k, v in s.items() if k != "epochs"},
+                )
+            )
+    return configs
+
+
+def tuned_rho(out: str | os.PathLike, configs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Best ρ per method from finished tuning runs: highest validation accuracy, ties -> smaller ρ."""
+    best: dict[str, tuple[float, float]] = {}
+    for c in configs:
+        m = read_json(run_dir(out, c) / "metrics.json")
+        method = c["train"]["method"]
+        rho = c["train"]["optimizer_kwargs"].get("rho")
+        acc = m["eval_acc"] if not m["diverged"] else -1.0
+        key = (acc, -(rho or 0.0))
+        if method not in best or key > (best[method][0], -(best[method][1] or 0.0)):
+            best[method] = (acc, rho)
+    return {method: v[1] for method, v in best.items()}
+
+
+def final_configs(
+    profile: dict[str, Any], task: str, rhos: dict[str, float | None] | None = None
+) -> list[dict[str, Any]]:
+    """The test runs of ``task``: every method x seed (with the tuned ρ when given)."""
+    s = _settings(profile, task)
+    over = profile.get("method_overrides") or {}
+    return [
+        make_config(
+            task,
+            method,
+            seed,
+            rho=(rhos or {}).get(method),
+            method_overrides=over.get(method),
+            **s,
+        )
+        for method in profile["methods"]
+        for seed in profile["seeds"]
+    ]
+
+
+def runs_table(out: str | os.PathLike, configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished run of ``configs``: task, method, seed, rho, metrics, path."""
+    rows = []
+    for c in configs:
+        path = run_dir(out, c)
+        if not (path / "metrics.json").is_file():
+            continue
+        m = read_json(path / "metrics.json")
+        t = c["train"]
+        rows.append(
+            {
+                "task": c["task"],
+                "method": t["method"],
+                "seed": t["seed"],
+                "rho": t["optimizer_kwargs"].get("rho"),
+                "epochs": t["epochs"],
+                "eval_split": m["eval_split"],
+                "acc": 100 * m["eval_acc"],
+                "loss": m["eval_loss"],
+                "train_acc": 100 * m["train_acc"],
+                "train_loss": m["train_loss"],
+                "diverged": m["diverged"],
+                "seconds": m["seconds"],
+                "eps_last": m["curves"]["eps_mean"][-1] if m["curves"]["eps_mean"] else 0.0,
+                "path": str(path),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error (std / sqrt(n), ddof=1) of test accuracy per task x method."""
+    if runs.empty:
+        raise ValueError("runs is empty: no finished runs to summarize")
+    g = runs.groupby(["task", "method"], sort=False)["acc"]
+    out = g.agg(mean="mean", std=lambda a: a.std(ddof=1), n="count").reset_index()
+    out["stderr"] = out["std"] / np.sqrt(out["n"])
+    out["label"] = out["method"].map(METHOD_LABELS)
+    return out
+
+
+def load_paper_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The paper's Table 1 (``book/reference/paper_table1.csv``; '#' lines are comments).
+
+    Parsed line by line: the last column (``note``) is free text that may hold
+    unquoted commas, so each line is split at its first five commas only.
+    """
+    if path is None:
+        path = Path(__file__).resolve().parent.parent / "book" / "reference" / "paper_table1.csv"
+    lines = [
+        ln for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
+    header = lines[0].split(",")
+    rows = [ln.split(",", len(header) - 1) for ln in lines[1:]]
+    df = pd.DataFrame(rows, columns=header)
+    for col in ("mean", "stderr"):
+        df[col] = pd.to_numeric(df[col].replace("", np.nan))
+    return df
+
+
+def run_table1(
+    profile: str | dict[str, Any],
+    out: str | os.PathLike,
+    *,
+    tasks: Sequence[str] | None = None,
+    data_root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tune (if the profile says so) and train every run of a profile; resumable.
+
+    Args:
+        profile: A profile name of ``experiments: rsam:`` or its settings dict.
+        out: Run folder root.
+        tasks: Subset of the profile's ``tasks``.
+        data_root, device, progress: As in :func:`train_run`.
+
+    Returns:
+        ``{"rhos": {task: {method: rho}}, "runs": DataFrame, "summary": DataFrame,
+        "tune_runs": DataFrame}``.
+    """
+    prof = load_profile("rsam", profile) if isinstance(profile, str) else profile
+    tasks = list(tasks or prof["tasks"])
+    all_final, all_tune, rhos = [], [], {}
+    for task in tasks:
+        tune = []
+        if prof.get("tune"):
+            tune = tune_configs(prof, task)
+            for c in tqdm(tune, desc=f"tune {task}", disable=not progress):
+                run(c, out, data_root=data_root, device=device)
+            rhos[task] = tuned_rho(out, tune)
+        final = final_configs(prof, task, rhos.get(task))
+        for c in tqdm(final, desc=f"table1 {task}", disable=not progress):
+            run(c, out, data_root=data_root, device=device)
+        all_final += final
+        all_tune += tune
+    runs = runs_table(out, all_final)
+    return {
+        "rhos": rhos,
+        "runs": runs,
+        "summary": summarize(runs),
+        "tune_runs": runs_table(out, all_tune),
+        "configs": all_final,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Table 1: SGD/SAM/ASAM/Eigen-SAM/RSAM runs.")
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper"])
+    parser.add_argument("--tasks", nargs="*", help="tasks (default: the profile's)")
+    parser.add_argument("--extra", action="store_true", help="run the profile's extra_tasks")
+    parser.add_argument("--out", default=None, help="run folder (default: the profile's out)")
+    parser.add_argument("--csv", default=None, help="write the per-run table here (atomically)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prof = load_profile("rsam", args.profile)
+    tasks = args.tasks or (prof.get("extra_tasks") if args.extra else None)
+    if args.extra and prof.get("extra"):
+        prof = {**prof, **prof["extra"]}
+    res = run_table1(prof, args.out or prof.get("out", "data/runs/rsam"), tasks=tasks)
+    print(res["rhos"])
+    print(res["summary"].to_string(index=False))
+    if args.csv:
+        text = res["runs"].drop(columns=["path"]).to_csv(index=False)
+        atomic_write(args.csv, lambda tmp: tmp.write_text(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
