@@ -43,7 +43,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

@@ -192,6 +192,7 @@ def renyi_sharpness(
     *,
     exact_max_dim: int = 4096,
     probe_batch: int | None = None,
+    quadrature: str = "gauss",
     hessian_method: str = "graph",
     allow_train_mode: bool = False,
     example_input: Any = None,
@@ -206,6 +207,17 @@ def renyi_sharpness(
     :math:`n/l` so that the value is the entropy itself (see
     ``papers/README.md``); ``normalization="paper"`` of
     :meth:`SpectralQuadrature.renyi_entropy` gives the printed value.
+
+    Accuracy (measured on a digits CNN, 256 samples, against dense
+    ``eigvalsh``; relative error of :math:`H_\\alpha`): with the paper's
+    l = 100, m = 15 (1500 products) errors at α = 0.5 reach 11-32% on
+    rank-deficient layer blocks (Gauss quadrature bias from the null space)
+    and 3-7% at α = 1.5-2 (probe variance from a few outliers); with
+    ``deflate=8``, l = 16, m = 30 (about 510 products) the layer blocks are at
+    1.3-3.6% (largest over 3 seeds) for α ∈ {0.5, 1, 1.5, 2}. The whole-model
+    block (28% of :math:`\\operatorname{Tr}|H|` on negative eigenvalues) keeps a
+    +6-7% bias at α = 0.5 even at m = 100 (``quadrature="radau"``: -3% at
+    m = 100), while α ≥ 1 is within 1.5%.
 
     Args:
         model: Network in eval mode.
@@ -228,6 +240,8 @@ def renyi_sharpness(
         exact_max_dim: Largest block dimension ``method="auto"`` computes exactly
             (a dense float64 ``n x n`` matrix: 128 MiB at 4096).
         probe_batch: Probes advanced together in SLQ (default: memory-based, see :func:`slq`).
+        quadrature: ``"gauss"`` (Algorithm 1) or ``"radau"`` (node prescribed at 0;
+            smaller bias for α < 1 on rank-deficient blocks, see :func:`slq`).
         hessian_method: ``"graph"`` or ``"jvp"`` (see :mod:`renyilib.hessian`).
         allow_train_mode: Passed to :func:`~renyilib.hessian.hessian_operator`.
         example_input: Optional input for forward-order layer blocks.
@@ -273,7 +287,15 @@ def renyi_sharpness(
             q, _ = _exact_quadrature(op)
             used = "exact"
         else:
-            q = slq(op, num_probes, lanczos_steps, seed, deflate=deflate, probe_batch=probe_batch)
+            q = slq(
+                op,
+                num_probes,
+                lanczos_steps,
+                seed,
+                deflate=deflate,
+                probe_batch=probe_batch,
+                quadrature=quadrature,
+            )
             used = "slq"
         if q.trace(_magnitude(negative)).value > 0:
             ent = q.renyi_entropy(alpha_arr, negative=negative)

@@ -577,20 +577,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 def load_paper_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """The paper's Table 1 (``book/reference/paper_table1.csv``; '#' lines are comments).
 
-    Parsed line by line: the last column (``note``) is free text that may hold
-    unquoted commas, so each line is split at its first five commas only.
+    Columns: ``dataset, model, method, mean, stderr, note``; cells the OCR
+    garbled are empty (NaN) with the reason in ``note``.
     """
     if path is None:
         path = Path(__file__).resolve().parent.parent / "book" / "reference" / "paper_table1.csv"
-    lines = [
-        ln for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")
-    ]
-    header = lines[0].split(",")
-    rows = [ln.split(",", len(header) - 1) for ln in lines[1:]]
-    df = pd.DataFrame(rows, columns=header)
-    for col in ("mean", "stderr"):
-        df[col] = pd.to_numeric(df[col].replace("", np.nan))
-    return df
+    return pd.read_csv(path, comment="#", dtype={"note": str})
 
 
 def run_table1(

@@ -466,26 +466,26 @@ def run_zoo(
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    todo = []
+    pending = []
     for config in configs:
         if run_status(run_dir(out, config)) == "done":
             counts["skipped"] += 1
         else:
-            todo.append(config)
+            pending.append(config)
     kwargs = {
         "data_root": None if data_root is None else str(data_root),
         "device": None if device is None else str(device),
         "criterion": criterion,
         "eval_every": eval_every,
     }
-    bar = tqdm(total=len(todo), desc="zoo", disable=not progress)
+    bar = tqdm(total=len(pending), desc="zoo", disable=not progress)
     bar.set_postfix(skipped=counts["skipped"])
-    if jobs == 1 or len(todo) <= 1:
+    if jobs == 1 or len(pending) <= 1:
         old = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         try:
-            for config in todo:
+            for config in pending:
                 counts[run_config(config, out, **kwargs)] += 1
                 bar.update()
                 bar.set_postfix(failed=counts["failed"], skipped=counts["skipped"])
@@ -496,7 +496,7 @@ def run_zoo(
         with ProcessPoolExecutor(
             max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
         ) as pool:
-            futures = {pool.submit(_worker, c, str(out), kwargs): c for c in todo}
+            futures = {pool.submit(_worker, c, str(out), kwargs): c for c in pending}
             for future in as_completed(futures):
                 try:
                     result = future.result()

@@ -59,3 +59,14 @@ def test_code_version_names_the_package_version():
     from renyilib import __version__
 
     assert code_version().startswith(__version__)
+
+
+def test_atomic_write_uses_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "p.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -337,3 +337,39 @@ def test_quadrature_json_round_trip(tmp_path):
     np.testing.assert_array_equal(back.nodes, q.nodes)
     np.testing.assert_array_equal(back.exact_nodes, q.exact_nodes)
     np.testing.assert_array_equal(back.renyi_entropy(ALPHAS).value, q.renyi_entropy(ALPHAS).value)
+
+
+def test_radau_exact_to_degree_2m_with_node_at_zero():
+    rng = np.random.default_rng(14)
+    lam = rng.uniform(0.1, 2.0, 60)
+    A = with_spectrum(lam, seed=14)
+    m = 5
+    q = slq(A, 1, m, seed=0, quadrature="radau")
+    g = slq(A, 1, m, seed=0)
+    assert q.nodes.shape == (1, m + 1) and np.any(q.nodes[0] == 0.0)
+    v = probe_vectors(60, 1, seed=0)[:, 0].numpy()
+    for k in range(2 * m + 1):  # Radau: exact up to degree 2m; Gauss up to 2m - 1
+        ref = v @ np.linalg.matrix_power(A, k) @ v
+        np.testing.assert_allclose(q.weights[0] @ q.nodes[0] ** k, ref, rtol=1e-9)
+    ref = v @ np.linalg.matrix_power(A, 2 * m) @ v
+    assert abs(g.weights[0] @ g.nodes[0] ** (2 * m) - ref) > 1e-6 * ref
+
+
+def test_radau_removes_null_space_bias():
+    # Rank-deficient PSD spectrum (60% exact zeros) like a layer block of a small net.
+    rng = np.random.default_rng(15)
+    lam = np.concatenate([np.zeros(180), rng.lognormal(-2, 1.5, 120)])
+    A = with_spectrum(lam, seed=15)
+    exact = renyi_entropy(lam, 0.5)
+
+    def mean_error(quadrature: str) -> float:
+        errs = [
+            abs(slq(A, 10, 10, seed=s, quadrature=quadrature).renyi_entropy(0.5).value - exact)
+            for s in range(4)
+        ]
+        return float(np.mean(errs))
+
+    gauss, radau = mean_error("gauss"), mean_error("radau")
+    assert radau < gauss / 3, (gauss, radau)
+    with pytest.raises(ValueError, match="quadrature"):
+        slq(A, 2, 2, quadrature="lobatto")

@@ -228,3 +228,24 @@ def test_renyi_sharpness_errors(cnn_setup):
         renyi_sharpness(model, CE, (x, y), alphas=[0.0], progress=False)
     with pytest.raises(ValueError, match="train mode"):
         renyi_sharpness(model.train(), CE, (x, y), progress=False)
+
+
+def test_renyi_sharpness_options_pass_through(cnn_setup):
+    model, x, y = cnn_setup
+    df, quads = renyi_sharpness(
+        model,
+        CE,
+        (x, y),
+        [0.5, 2.0],
+        blocks="head.weight",
+        num_probes=3,
+        lanczos_steps=5,
+        deflate=2,
+        quadrature="radau",
+        progress=False,
+        return_quadratures=True,
+    )
+    q = quads["head.weight"]
+    assert q.quadrature == "radau" and len(q.exact_nodes) == 2 and q.nodes.shape == (3, 6)
+    assert np.all(np.isfinite(df.entropy)) and (df.method == "slq").all()
+    assert df.num_matvecs.iloc[0] == q.num_matvecs
