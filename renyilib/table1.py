@@ -60,6 +60,7 @@ from renyilib.io import (
     write_json,
 )
 from renyilib.optim import build_optimizer
+from renyilib.zoo import _build_model  # one model builder for zoo and Table 1 runs
 
 __all__ = [
     "METHODS",
@@ -298,19 +299,6 @@ def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> A
     return bundle
 
 
-def _model(config: dict[str, Any]) -> nn.Module:
-    from renyilib.models import build_model
-
-    kw = config["model_kwargs"]
-    return build_model(
-        config["model"],
-        kw["num_classes"],
-        in_channels=kw["in_channels"],
-        width=kw["width"],
-        image_size=kw["image_size"],
-    )
-
-
 def _optimizer(model: nn.Module, t: dict[str, Any]) -> torch.optim.Optimizer:
     method = t["method"]
     name = "rsam" if method == "rsam-fixed" else method
@@ -350,7 +338,7 @@ def train_run(
     t = config["train"]
     bundle = run_data(config, data_root)
     seed_everything(t["seed"])
-    model = _model(config).to(dev)
+    model = _build_model(config).to(dev)
     opt = _optimizer(model, t)
     gen = torch.Generator().manual_seed(t["seed"])
     steps_per_epoch = bundle.num_batches("train", t["batch_size"])
@@ -460,7 +448,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     from renyilib.io import load_state_dict
 
     config = read_json(Path(path) / "config.json")["config"]
-    model = _model(config)
+    model = _build_model(config)
     model.load_state_dict(load_state_dict(Path(path) / "weights.pt"))
     return model.to(default_device(device)).eval()
 
