@@ -640,6 +640,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         text = res["runs"].drop(columns=["path"]).to_csv(index=False)
         atomic_write(args.csv, lambda tmp: tmp.write_text(text))
+        # Provenance beside the table: the settings that produced it and the code version.
+        write_json(
+            f"{args.csv}.meta.json",
+            {
+                "command": ["python", "-m", "renyilib.table1", *(argv or sys.argv[1:])],
+                "settings": prof,
+                "tasks": tasks,
+                "code_version": code_version(),
+            },
+        )
     return 0
 
 
