@@ -7,14 +7,18 @@ wall time (minimum over interleaved rounds, see ``workload.compare``) of:
 ``jvp-grad (k=1)``      forward-over-reverse ``torch.func.jvp(torch.func.grad(L))``, one vector.
 ``jvp-grad vmap (k)``   the same vmapped over ``k`` probes; time per product = time / k.
 ``linearize vmap (k)``  ``torch.func.linearize`` of the gradient (traced once), vmapped over
-                        ``k`` probes: a candidate method that renyilib does not (yet) use.
+                        ``k`` probes, written out here (independent of renyilib).
 ``double-bwd reuse``    ``autograd.grad(g, θ_B, v, retain_graph=True)`` through one kept
                         ``create_graph`` gradient (the graph's one-off cost is reported as
                         ``graph setup``).
 ``double-bwd recompute``forward + gradient with graph + backward, per product.
-``renyilib op @ v``     ``renyilib.hessian.hessian_operator(...) @ v`` (default method).
+``renyilib op @ v``     ``renyilib.hessian.hessian_operator(..., method="graph") @ v``.
 ``renyilib op @ V``     the same with ``V`` of shape (n, k); time per column.
 ``renyilib jvp op @ V`` ``hessian_operator(..., method="jvp") @ V``; time per column.
+``renyilib linearize op @ v`` / ``@ V``  ``hessian_operator(..., method="linearize")``
+                        for one vector and for ``V`` (n, k); time per column. The
+                        one-off cost of linearizing (gradient + trace + constant
+                        folding, per batch) is reported as ``linearize setup (one-off)``.
 ``pyhessian hvp``       PyHessian 0.1's ``hessian_vector_product`` on its kept graph.
 ``* Lanczos step``      one step of SLQ (product + full reorthogonalization + bookkeeping)
                         for PyHessian's ``density`` and renyilib's ``slq`` (15 steps, 1 probe).
@@ -89,7 +93,8 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
     def loss_tuple(*ps):
         return loss_fn(functional_call(model, {**consts, **dict(zip(names, ps))}, (x,)), y)
 
-    _, lin = linearize(grad(loss_tuple, argnums=tuple(range(len(names)))), *prim)
+    grad_tuple = grad(loss_tuple, argnums=tuple(range(len(names))))
+    _, lin = linearize(grad_tuple, *prim)
     tangents = tuple(
         t.reshape(k, *p.shape) for t, p in zip(V.T.contiguous().split(sizes, dim=1), params)
     )
@@ -103,8 +108,10 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
         gg = torch.autograd.grad(loss_fn(model(x), y), params, create_graph=True)
         return torch.autograd.grad(gg, params, vs)
 
-    op = hessian_operator(model, loss_fn, (x, y), params=names)
+    op = hessian_operator(model, loss_fn, (x, y), params=names, method="graph")
     op_jvp = hessian_operator(model, loss_fn, (x, y), params=names, method="jvp")
+    op_lin = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
+    op_lin_slq = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
     steps = 15
     with BlockHessian(model, loss_fn, x, y, names) as bh:
         # name -> (callable, products per call)
@@ -113,14 +120,21 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
             "jvp-grad (k=1)": (lambda: fwd_rev(v), 1),
             f"jvp-grad vmap (k={k})": (lambda: vmap(fwd_rev, in_dims=1)(V), k),
             f"linearize vmap (k={k})": (lambda: vmap(lin)(*tangents), k),
+            "linearize setup (one-off)": (lambda: linearize(grad_tuple, *prim), 1),
             "graph setup (one-off)": (setup, 1),
             "double-bwd reuse": (lambda: torch.autograd.grad(g, params, vs, retain_graph=True), 1),
             "double-bwd recompute": (recompute, 1),
             "renyilib op @ v": (lambda: op @ v, 1),
             f"renyilib op @ V (k={k})": (lambda: op @ V, k),
             f"renyilib jvp op @ V (k={k})": (lambda: op_jvp @ V, k),
+            "renyilib linearize op @ v": (lambda: op_lin @ v, 1),
+            f"renyilib linearize op @ V (k={k})": (lambda: op_lin @ V, k),
             "pyhessian hvp": (lambda: bh.hvp(vs), 1),
             f"renyilib slq Lanczos step (m={steps})": (lambda: slq(op, 1, steps, seed=0), steps),
+            f"renyilib linearize slq Lanczos step (m={steps})": (
+                lambda: slq(op_lin_slq, 1, steps, seed=0),
+                steps,
+            ),
             f"pyhessian Lanczos step (m={steps})": (lambda: bh.density(1, steps, 0), steps),
         }
         best = compare({name: fn for name, (fn, _) in fns.items()}, repeats, warmup=1)

@@ -21,7 +21,7 @@ Evaluation semantics are explicit: the model must be in ``eval()`` mode
 ``allow_train_mode=True``. The model's parameters and buffers are never
 modified.
 
-Two ways to compute Hessian-vector products (``method=``):
+Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
 
 ``"graph"`` (default)
     Double backward through a *reused* graph: per batch, the gradient
@@ -31,25 +31,66 @@ Two ways to compute Hessian-vector products (``method=``):
     memory (about a training step's activations per batch), so only the first
     ``cache_samples`` samples' graphs are kept; batches beyond that budget are
     recomputed (forward + backward + double backward) at every product.
+``"linearize"``
+    ``torch.func.linearize`` of the gradient map
+    :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)`, once per batch: the
+    forward-mode derivative of the gradient is traced into an FX graph whose
+    tangent-free parts (activations, the backward pass's primal values) are
+    folded into constants, so a product only pushes tangents through that
+    graph; the columns of an ``(n, k)`` input are ``torch.func.vmap``-ed, 32 at
+    a time. The linearized maps are kept within the same ``cache_samples``
+    budget (on the reference workload they hold about 5 forward passes' layer
+    outputs for "all", 9.5 MB for 512 digits); batches beyond it use the
+    ``"jvp"`` product, because linearizing again would cost 50-95 gradients per
+    product. Eval mode only. Each linearized map is checked against the
+    ``"jvp"`` product on a seeded probe, twice: with torch 2.14 the map of a
+    6-layer ViT (``models.build_model("vit")``) drifted from its second call
+    on (about 40% relative error), so a batch failing the check is computed
+    with ``"jvp"`` (``"auto"`` keeps its graph) and a ``RuntimeWarning`` says so.
 ``"jvp"``
     Forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, vmapped
     over the columns of an ``(n, k)`` input. Needs no cached graph (constant
     memory); model must be in eval mode.
+``"auto"`` (opt-in)
+    ``"graph"`` first (cheap to build: about one gradient per batch), switched
+    to ``"linearize"`` at the first multi-column product that brings the
+    operator's count of products to 100 (SLQ with many probes, dense Hessians,
+    Hutchinson traces); single-vector products (power iteration, one Lanczos
+    run) never switch. Linearizing costs 50-95 gradients once and saves
+    0.3-1.1 gradients per column of an ``(n, k)`` product, so it pays after
+    70-140 columns. A model in train mode (``allow_train_mode=True``) always
+    uses ``"graph"``.
 
-Measured on one CPU thread (38k-parameter CNN with BatchNorm, 1000 digits,
-float32, a shared 2-core machine, so ±15%), time per product in units of one
-plain gradient: ``"graph"`` 2.6 (2.3 per column of an ``(n, 8)`` product; 2.2
-with a vmapped backward), recomputing the graph each time 2.9 (2.1), ``"jvp"``
-4.3 (3.7). ``"graph"`` is the default; the benchmarks in ``benchmarks/``
-record the current ratios.
+Measured with ``benchmarks/bench_hvp.py`` (reference workload: digits CNN
+with 2,154 parameters, 512 digits, float32; one thread, process CPU time,
+best of 15 interleaved rounds on a shared 2-core machine, so about ±15%),
+time per product in units of one plain gradient of the same block, for the
+blocks features.0 / features.2 / features.4 / fc / all (36, 288, 1,152, 640,
+2,154 parameters):
 
-Both give the same numbers up to rounding (tested against
-``torch.func.hessian``).
+=====================================  =====  =====  =====  =====  =====
+method                                 f.0    f.2    f.4    fc     all
+=====================================  =====  =====  =====  =====  =====
+``"graph"``, ``op @ v``                1.34   1.76   1.16   0.25   1.99
+``"graph"``, ``op @ V`` (k = 10)       1.47   1.63   0.98   0.09   2.10
+``"linearize"``, ``op @ v``            1.18   1.05   0.73   0.36   2.48
+``"linearize"``, ``op @ V`` (k = 10)   0.89   0.63   0.30   0.09   1.65
+``"jvp"``, ``op @ V`` (k = 10)         1.54   0.95   0.60   0.37   2.10
+linearize set-up (one-off)             52     72     94     89     48
+=====================================  =====  =====  =====  =====  =====
+
+(An earlier run of the same benchmark gave, for "all", 1.85 / 1.85 / 1.75 /
+1.30 / 1.88: the single-vector linearize product is not reliably faster than
+the graph on "all", while the (n, k) one is, by 20-30%.)
+
+All methods give the same numbers up to rounding (tested against
+``torch.func.hessian`` in float64 to 1e-10).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -78,6 +119,20 @@ _LAYER_TYPES = (
 _BATCHED_MAX_DIM = 4096
 #: Columns per vmapped backward (memory grows with it like a batch of that many products).
 _BATCHED_CHUNK = 32
+#: ``method="auto"`` switches from "graph" to "linearize" at the first multi-column
+#: product that brings the operator's products past this count. Linearizing costs
+#: 50-95 gradients once and then saves 0.3-1.1 gradients per column of an (n, k)
+#: product: break-even at 70-140 columns on the reference workload (bench_hvp.py).
+_AUTO_SWITCH_PRODUCTS = 100
+#: Largest relative difference between a linearized and a forward-over-reverse
+#: product on the guard's probe (both round differently: about sqrt(eps) leaves
+#: room for ill-conditioned sums while a wrong trace is off by O(1)).
+_LINEARIZE_RTOL = {
+    torch.float64: 1e-7,
+    torch.float32: 1e-3,
+    torch.float16: 3e-2,
+    torch.bfloat16: 3e-2,
+}
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -206,7 +261,10 @@ class HessianOperator:
         num_samples: number of samples ``N`` in the data.
         num_matvecs: number of Hessian-vector products computed so far (a column
             of an ``(n, k)`` product counts as one).
-        method: ``"graph"`` or ``"jvp"``.
+        method: the method in use: ``"graph"``, ``"linearize"`` or ``"jvp"``
+            (``method="auto"`` starts as ``"graph"`` and may switch to
+            ``"linearize"``, see the module docstring).
+        cached_samples: samples whose graph / linearized map is kept.
     """
 
     def __init__(
@@ -224,6 +282,10 @@ class HessianOperator:
         self.model = model
         self.loss_fn = loss_fn
         self.param_names = list(param_names)
+        # "auto": start with the graph (cheap to build) and switch to "linearize"
+        # once the products' number makes its one-off cost pay (see matmat).
+        self._auto = method == "auto"
+        method = "graph" if self._auto else method
         self.method = method
         named = dict(model.named_parameters())
         block = [named[name] for name in self.param_names]
@@ -257,16 +319,27 @@ class HessianOperator:
         budget = math.inf if cache_samples is None else cache_samples
         # Per batch: (leaves, flat gradient with graph) if cached, else None.
         self._graphs: list[tuple[list[torch.Tensor], torch.Tensor] | None] = []
+        # Per batch (method "linearize"): the linearized gradient map if cached, else None.
+        self._lins: list[Callable[..., Any] | None] = []
         grad = torch.zeros(n, dtype=self.dtype, device=self.device)
         cached = 0
         for b in range(len(batches)):
             weight = self._sizes[b] / self.num_samples
-            if method == "graph" and cached + self._sizes[b] <= budget:
+            fits = cached + self._sizes[b] <= budget
+            if method == "linearize" and fits:
+                g, lin = self._linearize(b)
+                self._graphs.append(None)
+                self._lins.append(lin)
+                cached += self._sizes[b] if lin is not None else 0
+                grad += weight * g
+            elif method == "graph" and fits:
                 leaves, g = self._batch_gradient(b, create_graph=True)
                 self._graphs.append((leaves, g))
+                self._lins.append(None)
                 cached += self._sizes[b]
                 grad += weight * g.detach()
             else:
+                self._lins.append(None)
                 self._graphs.append(None)
                 _, g = self._batch_gradient(b, create_graph=False)
                 grad += weight * g
@@ -381,6 +454,96 @@ class HessianOperator:
             return hvp(V[:, 0]).unsqueeze(1)
         return torch.func.vmap(hvp, in_dims=1, out_dims=1)(V)
 
+    def _linearize(self, b: int) -> tuple[torch.Tensor, Callable[..., Any] | None]:
+        """Flat gradient of batch ``b`` and its linearization ``(t_1, ..., t_P) ↦ H_b t``.
+
+        ``torch.func.linearize`` evaluates the gradient map
+        :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)` once with forward-mode
+        tangents, traces it into an FX graph and folds every tangent-free
+        subexpression (forward activations, the backward pass's primal values)
+        into constants. A call then only propagates tangents through the kept
+        graph. The block is passed as a tuple of tensors, one per parameter
+        (with one flat vector, ``vmap`` over the traced reshapes fails).
+        """
+
+        def grad_and_loss(*block: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+            def loss_of(*ps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                loss = self._loss(b, dict(zip(self.param_names, ps)))
+                return loss, loss
+
+            argnums = tuple(range(len(block)))
+            grads, loss = torch.func.grad(loss_of, argnums=argnums, has_aux=True)(*block)
+            return grads, loss
+
+        with warnings.catch_warnings():
+            # torch.fx's constant folding warns about its own get_attr nodes (harmless).
+            warnings.filterwarnings("ignore", message=".*get_attr Node with no underlying")
+            (grads, loss), lin = torch.func.linearize(grad_and_loss, *self._block_values)
+        self._check_finite(loss, b)
+        flat = torch.cat([g.detach().reshape(-1) for g in grads])
+        # Guard: the traced map must agree with forward-over-reverse on one seeded
+        # probe, on two successive calls (about 4 gradients in all). With torch
+        # 2.14, linearize of a 6-layer ViT's gradient gave a right first product
+        # and later ones drifting further at every call (errors 0.028, 0.048,
+        # 0.057 on entries of size 0.07 for an attention weight: state carried
+        # between calls; not reproduced with one attention layer); such a batch
+        # uses "jvp" (or keeps its graph under "auto").
+        u = torch.randn(self.shape[0], 1, generator=torch.Generator().manual_seed(b))
+        u = u.to(device=self.device, dtype=self.dtype)
+        ref = self._hvp_batch_jvp(b, u)[:, 0]
+        err = 0.0
+        for _ in range(2):
+            hv, _ = lin(*self._unflatten(u[:, 0]))
+            got = torch.cat([h.reshape(-1) for h in hv])
+            tiny = torch.finfo(self.dtype).tiny
+            err = max(err, float((got - ref).norm() / ref.norm().clamp_min(tiny)))
+        if err > _LINEARIZE_RTOL.get(self.dtype, 1e-3) and float(ref.norm()) > 0:
+            warnings.warn(
+                f"method='linearize': torch.func.linearize disagrees with the forward-over-"
+                f"reverse product on batch {b} (relative error {err:.1e}); using the 'jvp' "
+                "product for this batch",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return flat, None
+        return flat, lin
+
+    def _hvp_batch_linearize(self, b: int, V: torch.Tensor) -> torch.Tensor:
+        lin = self._lins[b]
+        if lin is None and self._graphs[b] is not None:  # "auto" kept the graph (guard)
+            return self._hvp_batch_graph(b, V)
+        if lin is None:
+            # Beyond the cache budget (or the guard failed). Linearizing costs 60-100 gradients (tracing
+            # and constant folding), so a batch that is not kept uses the
+            # forward-over-reverse product (2-4 gradients) instead.
+            return self._hvp_batch_jvp(b, V)
+
+        def hvp(*tangents: torch.Tensor) -> torch.Tensor:
+            hv, _ = lin(*tangents)
+            return torch.cat(
+                [h.reshape(*h.shape[: h.dim() - len(s)], -1) for h, s in zip(hv, self._shapes)],
+                dim=-1,
+            )
+
+        if V.shape[1] > 1 and self._batched_ok:
+            # Vmapped over the columns, _BATCHED_CHUNK at a time to bound memory
+            # (a chunk costs about that many tangent passes' activations); falls
+            # back to a loop if vmap fails for an operation.
+            try:
+                parts = []
+                for i in range(0, V.shape[1], _BATCHED_CHUNK):
+                    C = V[:, i : i + _BATCHED_CHUNK].T
+                    tangents = tuple(
+                        t.reshape(C.shape[0], *s)
+                        for t, s in zip(torch.split(C, self._numels, dim=1), self._shapes)
+                    )
+                    parts.append(torch.func.vmap(hvp)(*tangents).reshape(C.shape[0], -1))
+                return torch.cat(parts, dim=0).T
+            except RuntimeError:
+                self._batched_ok = False
+        cols = [hvp(*self._unflatten(V[:, j].contiguous())).reshape(-1) for j in range(V.shape[1])]
+        return torch.stack(cols, dim=1)
+
     def _check_vector(self, v: Any) -> tuple[torch.Tensor, bool]:
         if isinstance(v, np.ndarray):
             v = torch.from_numpy(v)
@@ -399,15 +562,31 @@ class HessianOperator:
         return V, vector
 
     # ------------------------------------------------------------------ public API
+    def _switch_to_linearize(self) -> None:
+        """Replace every kept double-backward graph by a linearized gradient (``method="auto"``)."""
+        for b in range(len(self._batches)):
+            if self._graphs[b] is not None:
+                lin = self._linearize(b)[1]
+                if lin is None:  # the guard failed: keep this batch's graph
+                    continue
+                self._graphs[b] = None
+                self._lins[b] = lin
+        self.method = "linearize"
+        self._auto = False
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V`` of shape ``(n, k)``."""
         V, _ = self._check_vector(V)
         out = torch.zeros_like(V)
         if V.shape[1] == 0:
             return out
+        if self._auto and V.shape[1] > 1 and self.num_matvecs + V.shape[1] >= _AUTO_SWITCH_PRODUCTS:
+            self._switch_to_linearize()
         for b in range(len(self._batches)):
             weight = self._sizes[b] / self.num_samples
-            if self.method == "graph":
+            if self.method == "linearize":
+                hv = self._hvp_batch_linearize(b, V)
+            elif self.method == "graph":
                 hv = self._hvp_batch_graph(b, V)
             else:
                 hv = self._hvp_batch_jvp(b, V)
@@ -525,14 +704,20 @@ def hessian_operator(
             statistics on copies of its buffers; dropout masks are those of the
             graph-building pass for cached batches, fresh per product otherwise,
             which makes the operator random).
-        method: ``"graph"`` (reused double-backward graph, default) or ``"jvp"``
-            (forward-over-reverse); see the module docstring.
-        cache_samples: Keep the double-backward graphs of batches up to this
-            many samples in total (``None``: all); later batches are recomputed
-            at each product. Memory is about one training step's activations
-            per cached batch.
-        batched: For ``method="graph"``, compute the columns of an ``(n, k)``
-            product with one vmapped backward (``True``) or a loop (``False``);
+        method: ``"graph"`` (default: reused double-backward graph),
+            ``"auto"`` (``"graph"``, switched to ``"linearize"`` once a
+            multi-column product brings the count of products to 100; always
+            ``"graph"`` in train mode), ``"linearize"``
+            (``torch.func.linearize`` of the gradient, vmapped over columns) or
+            ``"jvp"`` (forward-over-reverse); see the module docstring.
+        cache_samples: Keep the double-backward graphs (or linearized
+            gradients) of batches up to this many samples in total (``None``:
+            all); later batches are recomputed at each product (``"linearize"``
+            uses the ``"jvp"`` product for them). Memory is about one training
+            step's activations per cached batch (for ``"linearize"``, about
+            five forward passes' layer outputs on the reference CNN).
+        batched: For ``method="graph"`` / ``"linearize"``, compute the columns
+            of an ``(n, k)`` product vmapped (``True``) or in a loop (``False``);
             ``None`` picks vmapped for blocks of at most 4096 parameters (falls
             back to the loop if vmap fails for an operation).
 
@@ -558,8 +743,8 @@ def hessian_operator(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable: loss_fn(outputs, targets) -> scalar mean loss")
-    if method not in ("graph", "jvp"):
-        raise ValueError(f"method must be 'graph' or 'jvp', got {method!r}")
+    if method not in ("auto", "graph", "jvp", "linearize"):
+        raise ValueError(f"method must be 'auto', 'graph', 'jvp' or 'linearize', got {method!r}")
     if cache_samples is not None and (not isinstance(cache_samples, int) or cache_samples < 0):
         raise ValueError(f"cache_samples must be None or a non-negative int, got {cache_samples!r}")
     training = [name or "<root>" for name, m in model.named_modules() if m.training]
@@ -569,10 +754,12 @@ def hessian_operator(
             f"{training[:3]}); call model.eval() so that BatchNorm uses running statistics and "
             "dropout is off, or pass allow_train_mode=True"
         )
-    if training and method == "jvp":
+    if method == "auto" and training:
+        method = "graph"
+    if training and method in ("jvp", "linearize"):
         raise ValueError(
-            "method='jvp' needs a model in eval mode (train-mode BatchNorm updates buffers in "
-            "place, which torch.func transforms forbid); use method='graph'"
+            f"method={method!r} needs a model in eval mode (train-mode BatchNorm updates "
+            "buffers in place, which torch.func transforms forbid); use method='graph'"
         )
     names = _resolve_params(model, params)
     batches = _as_batches(data)

@@ -242,7 +242,7 @@ def renyi_sharpness(
         probe_batch: Probes advanced together in SLQ (default: memory-based, see :func:`slq`).
         quadrature: ``"gauss"`` (Algorithm 1) or ``"radau"`` (node prescribed at 0;
             smaller bias for α < 1 on rank-deficient blocks, see :func:`slq`).
-        hessian_method: ``"graph"`` or ``"jvp"`` (see :mod:`renyilib.hessian`).
+        hessian_method: ``"graph"`` (default), ``"linearize"``, ``"auto"`` or ``"jvp"`` (see :mod:`renyilib.hessian`; ``"linearize"`` is faster for many probes but opt-in, see its guard).
         allow_train_mode: Passed to :func:`~renyilib.hessian.hessian_operator`.
         example_input: Optional input for forward-order layer blocks.
         return_quadratures: Also return ``dict[block, SpectralQuadrature]``

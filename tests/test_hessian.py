@@ -21,7 +21,7 @@ ATOL = 1e-10
 CE = nn.CrossEntropyLoss()
 
 
-@pytest.mark.parametrize("method", ["graph", "jvp"])
+@pytest.mark.parametrize("method", ["graph", "jvp", "linearize"])
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_every_block_matches_torch_func_hessian(model_name, method, mlp_data, cnn_data):
     model, (x, y) = (tiny_mlp(), mlp_data) if model_name == "mlp" else (tiny_cnn(), cnn_data)
@@ -40,7 +40,7 @@ def test_every_block_matches_torch_func_hessian(model_name, method, mlp_data, cn
 
 
 @pytest.mark.parametrize("cache_samples", [None, 4, 0])
-@pytest.mark.parametrize("method", ["graph", "jvp"])
+@pytest.mark.parametrize("method", ["graph", "jvp", "linearize"])
 def test_multibatch_short_last_batch_is_mean_over_samples(cnn_data, method, cache_samples):
     model = tiny_cnn()
     x, y = cnn_data
@@ -50,6 +50,9 @@ def test_multibatch_short_last_batch_is_mean_over_samples(cnn_data, method, cach
     assert [len(b[0]) for b in batches] == [4, 4, 2]
     op = hessian_operator(model, CE, iter(batches), method=method, cache_samples=cache_samples)
     assert op.num_samples == 10
+    # graph/linearize keep whole batches within the budget; jvp keeps nothing.
+    kept = {None: 10, 4: 4, 0: 0}[cache_samples] if method != "jvp" else 0
+    assert op.cached_samples == kept
     torch.testing.assert_close(op.to_dense(), ref, atol=ATOL, rtol=0)
     # The plain average of batch Hessians is different: the weighting matters.
     per_batch = [dense_hessian(model, CE, bx, by, names) for bx, by in batches]
@@ -85,14 +88,16 @@ def test_counter_scipy_dtype_and_symmetry(mlp_data):
     assert (op @ torch.ones(n, dtype=torch.float32)).dtype == torch.float64
 
 
-def test_unused_parameter_has_zero_rows(cnn_data):
+@pytest.mark.parametrize("method", ["graph", "jvp", "linearize"])
+def test_unused_parameter_has_zero_rows(cnn_data, method):
     model = tiny_cnn()
-    op = hessian_operator(model, CE, cnn_data, ["unused.weight", "head.weight"])
+    op = hessian_operator(model, CE, cnn_data, ["unused.weight", "head.weight"], method=method)
     H = op.to_dense()
     assert torch.all(H[:4] == 0) and torch.all(H[:, :4] == 0)
     assert H[4:, 4:].abs().max() > 1e-3
-    zero = hessian_operator(model, CE, cnn_data, "unused.weight")
+    zero = hessian_operator(model, CE, cnn_data, "unused.weight", method=method)
     assert torch.all(zero.to_dense() == 0)
+    assert torch.all(zero.gradient() == 0)
 
 
 def test_params_outside_block_get_no_gradient(mlp_data):
@@ -132,8 +137,9 @@ def test_train_mode_rejected_and_allowed(cnn_data):
         e[i] = eps
         col = (grad_at(theta + e) - grad_at(theta - e)) / (2 * eps)
         torch.testing.assert_close(H[:, i], col, atol=1e-7, rtol=0)
-    with pytest.raises(ValueError, match="jvp"):
-        hessian_operator(model, CE, cnn_data, allow_train_mode=True, method="jvp")
+    for method in ("jvp", "linearize"):
+        with pytest.raises(ValueError, match=f"method='{method}' needs a model in eval mode"):
+            hessian_operator(model, CE, cnn_data, allow_train_mode=True, method=method)
 
 
 def test_layer_blocks_forward_order():
@@ -163,8 +169,9 @@ def test_errors(mlp_data):
     with pytest.raises(ValueError, match="data"):
         hessian_operator(model, CE, [])
     x, y = mlp_data
-    with pytest.raises(ValueError, match="non-finite loss"):
-        hessian_operator(model, CE, (x * float("nan"), y))
+    for method in ("graph", "jvp", "linearize"):
+        with pytest.raises(ValueError, match="non-finite loss"):
+            hessian_operator(model, CE, (x * float("nan"), y), method=method)
     with pytest.raises(ValueError, match="method"):
         hessian_operator(model, CE, mlp_data, method="fast")
     op = hessian_operator(model, CE, mlp_data)
@@ -186,19 +193,83 @@ def test_float32_model_close_to_float64():
         torch.randint(0, 3, (20,), generator=g),
     )
     H64 = hessian_operator(m64, CE, (x, y)).to_dense()
-    op32 = hessian_operator(m32, CE, (x.float(), y))
-    assert op32.dtype == torch.float32
-    # float32 rounding: relative 1e-5 of the largest entry.
-    torch.testing.assert_close(
-        op32.to_dense().double(), H64, atol=1e-5 * H64.abs().max().item(), rtol=0
-    )
+    for method in ("graph", "jvp", "linearize"):
+        op32 = hessian_operator(m32, CE, (x.float(), y), method=method)
+        assert op32.dtype == torch.float32
+        # float32 rounding: relative 1e-5 of the largest entry.
+        torch.testing.assert_close(
+            op32.to_dense().double(), H64, atol=1e-5 * H64.abs().max().item(), rtol=0
+        )
 
 
+@pytest.mark.parametrize("method", ["graph", "linearize"])
 @pytest.mark.parametrize("batched", [True, False])
-def test_batched_and_looped_products_agree(cnn_data, batched):
+def test_batched_and_looped_products_agree(cnn_data, batched, method):
     model = tiny_cnn()
     ref = dense_hessian(model, CE, *cnn_data, layer_blocks(model)["all"])
-    op = hessian_operator(model, CE, cnn_data, batched=batched)
+    op = hessian_operator(model, CE, cnn_data, batched=batched, method=method)
     V = torch.randn(op.shape[0], 40, dtype=torch.float64)  # > one vmapped chunk of 32
     torch.testing.assert_close(op @ V, ref @ V, atol=ATOL, rtol=0)
     assert op.num_matvecs == 40
+    # The vmapped path ran without falling back to the loop (BatchNorm, conv, tanh).
+    assert op._batched_ok is batched
+
+
+def test_auto_method_switches_to_linearize(mlp_data):
+    """``method="auto"``: graph for the first products, linearize once a
+    multi-column product brings the count to 100; same Hessian before and after."""
+    model = tiny_mlp()
+    ref = dense_hessian(model, CE, *mlp_data, layer_blocks(model)["all"])
+    op = hessian_operator(model, CE, split_batches(*mlp_data, 4), cache_samples=8, method="auto")
+    assert op.method == "graph" and op.cached_samples == 8
+    v = torch.randn(op.shape[0], dtype=torch.float64)
+    V = torch.randn(op.shape[0], 60, dtype=torch.float64)
+    torch.testing.assert_close(op @ v, ref @ v, atol=ATOL, rtol=0)
+    torch.testing.assert_close(op @ V, ref @ V, atol=ATOL, rtol=0)  # 61 products: no switch
+    assert op.method == "graph"
+    for _ in range(38):
+        op @ v  # single vectors never switch
+    assert op.method == "graph" and op.num_matvecs == 99
+    torch.testing.assert_close(op @ V[:, :2], ref @ V[:, :2], atol=ATOL, rtol=0)
+    assert op.method == "linearize" and op.cached_samples == 8
+    assert all(g is None for g in op._graphs)  # graphs freed
+    assert [lin is not None for lin in op._lins] == [True, True, False]
+    torch.testing.assert_close(op @ V, ref @ V, atol=ATOL, rtol=0)
+    torch.testing.assert_close(op.to_dense(), ref, atol=ATOL, rtol=0)
+    # A train-mode model (allowed) stays on the graph method.
+    train = tiny_mlp().train()
+    op_t = hessian_operator(train, CE, mlp_data, allow_train_mode=True, method="auto")
+    op_t @ torch.randn(op_t.shape[0], 120, dtype=torch.float64)
+    assert op_t.method == "graph"
+
+
+@pytest.mark.parametrize("method", ["linearize", "auto"])
+def test_linearize_guard_falls_back_when_the_trace_is_wrong(cnn_data, monkeypatch, method):
+    """A linearized map that drifts from forward-over-reverse after its first call (seen with
+    torch 2.14 on a 6-layer ViT) is rejected with a RuntimeWarning; products stay exact."""
+    model = tiny_cnn()
+    ref = dense_hessian(model, CE, *cnn_data, layer_blocks(model)["all"])
+    real = torch.func.linearize
+
+    def wrong(f, *primals):  # right on the first call, off by 1% from the second on
+        out, lin = real(f, *primals)
+        calls = []
+
+        def drifting(*t):
+            calls.append(1)
+            scale = 1.0 if len(calls) == 1 else 1.01
+            return torch.utils._pytree.tree_map(lambda z: scale * z, lin(*t))
+
+        return out, drifting
+
+    monkeypatch.setattr(torch.func, "linearize", wrong)
+    V = torch.randn(ref.shape[0], 120, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="linearize disagrees"):
+        op = hessian_operator(model, CE, split_batches(*cnn_data, 4), method=method)
+        out = op @ V
+    torch.testing.assert_close(out, ref @ V, atol=ATOL, rtol=0)
+    assert all(lin is None for lin in op._lins)
+    if method == "auto":  # the graphs were kept
+        assert all(g is not None for g in op._graphs) and op.cached_samples == 10
+    else:
+        assert op.cached_samples == 0
