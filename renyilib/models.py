@@ -136,21 +136,22 @@ class Bottleneck(nn.Module):
 
 
 class _StagedResNet(nn.Module):
-    """Stem, four stages of residual blocks (64/128/256/512 · width), global pool, linear head."""
+    """Stem, four stages of residual blocks (64/128/256/512 · width), global pool, linear head.
+
+    Subclasses define the stem in :meth:`make_stem`.
+    """
 
     def __init__(
         self,
         block: type[BasicBlock] | type[Bottleneck],
         num_blocks: Sequence[int],
-        num_classes: int,
-        in_channels: int,
-        width: float,
-        stem: nn.Module,
-        stem_channels: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.stem = stem
-        in_planes = stem_channels
+        in_planes = _ch(64, width)
+        self.stem = self.make_stem(in_channels, in_planes)
         stages = []
         for i, n in enumerate(num_blocks):
             planes = _ch(64 * 2**i, width)
@@ -163,6 +164,11 @@ class _StagedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
+
+    @staticmethod
+    def make_stem(in_channels: int, channels: int) -> nn.Module:
+        """The stem mapping the input to ``channels`` feature maps."""
+        raise TypeError("use CifarResNet or ImageNetStyleResNet, not the base class")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -178,21 +184,13 @@ class CifarResNet(_StagedResNet):
     average pooling to 1×1 and a linear layer.
     """
 
-    def __init__(
-        self,
-        block: type[BasicBlock] | type[Bottleneck],
-        num_blocks: Sequence[int],
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-    ) -> None:
-        c = _ch(64, width)
-        stem = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(c),
+    @staticmethod
+    def make_stem(in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )
-        super().__init__(block, num_blocks, num_classes, in_channels, width, stem, c)
 
 
 class ImageNetStyleResNet(_StagedResNet):
@@ -203,22 +201,14 @@ class ImageNetStyleResNet(_StagedResNet):
     are those of :class:`CifarResNet`.
     """
 
-    def __init__(
-        self,
-        block: type[BasicBlock] | type[Bottleneck],
-        num_blocks: Sequence[int],
-        num_classes: int = 200,
-        in_channels: int = 3,
-        width: float = 1.0,
-    ) -> None:
-        c = _ch(64, width)
-        stem = nn.Sequential(
-            nn.Conv2d(in_channels, c, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(c),
+    @staticmethod
+    def make_stem(in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, channels, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         )
-        super().__init__(block, num_blocks, num_classes, in_channels, width, stem, c)
 
 
 # --------------------------------------------------------------------------------------

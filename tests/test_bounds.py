@@ -12,15 +12,6 @@ import torch
 from renyilib import bounds as B
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscribing the shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _renyi(p, alpha):
     """Independent reference: H_α of a probability vector from the definition."""
     p = np.asarray(p, dtype=np.float64)

@@ -36,6 +36,21 @@ def digits() -> DataBundle:
 # --------------------------------------------------------------------------------------
 
 
+#: CIFAR-10 class names in the standard order (written out: the reference for the loaders).
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
 def test_digits_shapes_classes_and_split(digits):
     from sklearn.datasets import load_digits
 
@@ -446,18 +461,7 @@ def test_image_folder_parallel_decode_equals_serial(tmp_path):
 
 
 def test_cifar10_from_jpeg_folder(tmp_path):
-    classes = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    classes = CIFAR10_CLASSES
     _write_images(tmp_path / "cifar10" / "train", classes, 2, 32, ".jpg")
     _write_images(tmp_path / "cifar10" / "test", classes, 1, 32, ".jpg", seed=1)
     b = load_data("cifar10", root=tmp_path, cache=tmp_path / "cache", progress=False)
@@ -488,18 +492,7 @@ def test_cifar_from_torchvision_pickles(tmp_path):
         batches.append(data)
         _pickle(folder / f"data_batch_{i}", {"data": data, "labels": [i - 1, i + 4]})
     _pickle(folder / "test_batch", {"data": batches[0], "labels": [3, 4]})
-    names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    names = CIFAR10_CLASSES
     _pickle(folder / "batches.meta", {"label_names": names})
     b = load_data("cifar10", root=tmp_path)
     assert b.train_x.shape == (10, 3, 32, 32) and b.classes == names

@@ -14,15 +14,6 @@ from renyilib import theory as T
 from renyilib.lanczos import slq
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscribing the shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _renyi(lam, alpha):
     """Independent reference: H_α of |λ| normalized, from the definition."""
     p = np.abs(np.asarray(lam, dtype=np.float64))
