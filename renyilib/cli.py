@@ -7,12 +7,23 @@
     renyilib zoo run    --task cifar10-resnet18 --profile paper --out runs --index $SLURM_ARRAY_TASK_ID
     renyilib zoo status --task digits-cnn --profile cpu --out data/zoo
     renyilib zoo table  --out data/zoo [--task digits-cnn] [--measures] [--csv zoo.csv]
+    renyilib zoo measure --task cifar10-resnet18 --profile cpu [--shard 0/2] [--export DIR]
+    renyilib zoo export --task cifar10-resnet18 --profile cpu --dest data/results/cifar10-resnet18
 
 ``run`` trains every unfinished run of the grid (:func:`renyilib.zoo.grid`) with
 ``--jobs`` worker processes; ``--index I`` trains only the I-th config of the
 listed tasks' grids (in the order of ``zoo list``), one job-array element per
 config on a cluster. The data root is ``--data-root``, else ``$RENYI_DATA``,
 else ``data/``. ``status`` exits with 1 when any run failed.
+
+``measure`` measures every finished run of the grid with the settings of the
+``correlation`` profile of the same name (:func:`renyilib.correlation.measure_settings`),
+cached per run; ``--shard K/N`` measures only the runs whose grid index is K
+modulo N, so N processes share the work. ``--export DIR`` then writes the
+measurement tables (:func:`renyilib.correlation.export_measurements`);
+``export`` writes the zoo table and training curves
+(:func:`renyilib.zoo.export_results`). The book renders a zoo too long for
+``make report`` from these files.
 """
 
 from __future__ import annotations
@@ -122,6 +133,81 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from renyilib import zoo
+    from renyilib.correlation import export_measurements, measure_settings, measure_zoo
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    status = 0
+    for task in args.task:
+        cfg = measure_settings(args.profile, task, args.config)
+        configs = zoo.grid(task, cfg.get("zoo_profile", args.profile), config_path=args.config)
+        k, n = args.shard
+        mine = [c for i, c in enumerate(configs) if i % n == k]
+        res = measure_zoo(
+            args.out,
+            task,
+            cfg["renyi"],
+            cfg["baselines"],
+            data_root=args.data_root,
+            device=args.device,
+            progress=not args.no_progress,
+            configs=mine,
+        )
+        n_done = len(res["runs"]) - len(res["failed"])
+        print(f"{task}: measured {n_done} of {len(mine)} runs (shard {k}/{n})")
+        if len(res["failed"]):
+            print(res["failed"].to_string(index=False))
+        if args.export:
+            if n != 1:
+                print("error: --export needs every run: use it without --shard", file=sys.stderr)
+                return 2
+            missing = len(configs) - len(res["runs"])
+            meta = {
+                "task": task,
+                "profile": args.profile,
+                "settings": {"renyi": cfg["renyi"], "baselines": cfg["baselines"]},
+                "command": ["renyilib", *sys.argv[1:]] if args.argv is None else args.argv,
+                "runs_measured": int(res["runs"].shape[0]),
+                "runs_missing": int(missing),
+            }
+            dest = Path(args.export)
+            paths = export_measurements(res, dest, meta=meta)
+            paths.update(
+                zoo.export_results(args.out, task, configs, dest, meta={"command": meta["command"]})
+            )
+            for name, path in paths.items():
+                print(f"  {name}: {path}")
+            status = max(status, 1 if missing else 0)
+    return status
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from renyilib import zoo
+
+    task = args.task[0]
+    configs = zoo.grid(task, args.profile, config_path=args.config)
+    cmd = ["renyilib", *sys.argv[1:]] if args.argv is None else args.argv
+    for name, path in zoo.export_results(
+        args.out, task, configs, args.dest, meta={"command": cmd}
+    ).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 0/2), got {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="renyilib", description="Rényi sharpness tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +236,19 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
             p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = zsub.add_parser("measure", help="measure the finished runs (correlation settings)")
+    common(p)
+    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--shard", type=_shard, default=(0, 1), help="K/N: only grid index %% N == K")
+    p.add_argument("--export", default=None, help="write the measurement CSVs into this folder")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = zsub.add_parser("export", help="write the zoo table and curves for the book")
+    common(p)
+    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--dest", required=True, help="destination folder, e.g. data/results/<task>")
     p = zsub.add_parser("table", help="print or write the table of finished runs")
     common(p, task_required=False)
     p.add_argument("--csv", default=None, help="write CSV here instead of printing")
@@ -161,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``renyilib`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    args.argv = None if argv is None else ["renyilib", *argv]
     if args.command == "zoo":
         if args.zoo_command != "table":
             for task in args.task:
@@ -180,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             "run": _cmd_run,
             "status": _cmd_status,
             "table": _cmd_table,
+            "measure": _cmd_measure,
+            "export": _cmd_export,
         }[args.zoo_command]
         return handler(args)
     return 2

@@ -48,9 +48,11 @@ __all__ = [
     "alpha_sweep",
     "best_alpha",
     "correlation_table",
+    "export_measurements",
     "in_paper_range",
     "kendall_tau",
     "measure_run",
+    "measure_settings",
     "measure_zoo",
     "predicted_side",
     "quadrature_from_record",
@@ -603,6 +605,10 @@ def _renyi_config(settings: dict[str, Any]) -> dict[str, Any]:
         "subset": int(settings.get("subset", 2000)),
         "subset_seed": int(settings.get("subset_seed", 0)),
         "seed": int(settings.get("seed", 0)),
+        # a block list only when given: the default ("both") keeps older cache keys valid
+        **(
+            {"blocks": list(settings["blocks"])} if settings.get("blocks", "both") != "both" else {}
+        ),
     }
 
 
@@ -665,7 +671,9 @@ def measure_run(
         renyi: Settings of the Rényi profile (``num_probes``, ``lanczos_steps``,
             ``method`` ("slq" / "exact" / "auto"), ``alphas`` ("paper" or a
             list), ``negative``, ``deflate``, ``subset``, ``subset_seed``,
-            ``seed``); ``None`` skips it.
+            ``seed``, and ``blocks``: "both" (every layer block and "all", the
+            default) or a list of block names, for models whose every layer
+            would cost too much); ``None`` skips it.
         baselines: Settings of the baselines (``which``: names of
             :data:`renyilib.measures.MEASURES` — the trace always comes from
             the "all" block's quadrature —, per-measure ``settings``,
@@ -713,7 +721,7 @@ def measure_run(
                 loss_fn,
                 data,
                 alphas=rc["alphas"],
-                blocks="both",
+                blocks=rc.get("blocks", "both"),
                 num_probes=rc["num_probes"],
                 lanczos_steps=rc["lanczos_steps"],
                 seed=rc["seed"],
@@ -875,6 +883,79 @@ def measure_zoo(
         "cost": pd.DataFrame(cost_rows),
         "failed": pd.DataFrame(failed, columns=["run", "gap", "error"]),
     }
+
+
+def measure_settings(
+    profile: str | dict[str, Any], task: str, config_path: Any = None
+) -> dict[str, Any]:
+    """The measurement settings of ``task`` in a ``correlation`` profile of ``_config.yml``.
+
+    A profile's ``renyi`` / ``baselines`` apply to every task unless its
+    ``task_settings: {<task>: {...}}`` overrides them (e.g. fewer probes and a
+    block list for a CIFAR ResNet measured on a CPU).
+
+    Args:
+        profile: A profile name of ``experiments: correlation:`` or its settings dict.
+        task: Task name.
+        config_path: Explicit ``_config.yml`` (default: found upwards).
+
+    Returns:
+        ``{"zoo_profile", "renyi", "baselines", "only_converged", ...}`` for ``task``.
+    """
+    from renyilib.config import load_profile
+
+    cfg = (
+        load_profile("correlation", profile, config_path)
+        if isinstance(profile, str)
+        else dict(profile)
+    )
+    over = (cfg.get("task_settings") or {}).get(task, {})
+    out = {k: v for k, v in cfg.items() if k != "task_settings"}
+    out.update(over)
+    out["task"] = task
+    return out
+
+
+def export_measurements(
+    res: dict[str, Any], dest: Any, *, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the tables of :func:`measure_zoo` as CSVs the book can render without the zoo.
+
+    Writes, each atomically, into ``dest``: ``profiles.csv`` (one row per run,
+    block and α), ``baselines.csv`` (one row per run), ``cost.csv`` (seconds
+    and products per run) and ``measure_config.json`` (``meta`` and the
+    exporting code version). Column names are those of :func:`measure_zoo`;
+    the machine-specific ``path`` column is dropped.
+
+    Args:
+        res: The result of :func:`measure_zoo`.
+        dest: Destination folder (created).
+        meta: Provenance: the settings, the profile, the command, ...
+
+    Returns:
+        The written paths by table name.
+
+    Raises:
+        ValueError: If ``res`` holds no measured run.
+    """
+    from pathlib import Path
+
+    from renyilib.io import atomic_write, code_version, write_json
+
+    if res["baselines"].empty and res["profiles"].empty:
+        raise ValueError("res: no measured run to export")
+    dest = Path(dest)
+    paths: dict[str, Any] = {}
+    for name in ("profiles", "baselines", "cost"):
+        df = res[name]
+        if df.empty:
+            continue
+        text = df.drop(columns=["path"], errors="ignore").to_csv(index=False)
+        paths[name] = dest / f"{name}.csv"
+        atomic_write(paths[name], lambda tmp, text=text: tmp.write_text(text))
+    paths["measure_config"] = dest / "measure_config.json"
+    write_json(paths["measure_config"], {**(meta or {}), "code_version": code_version()})
+    return paths
 
 
 def spectral_types(quadratures: dict[tuple[str, str], Any], **rule: Any) -> pd.DataFrame:

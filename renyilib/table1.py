@@ -638,7 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     print(res["rhos"])
     print(res["summary"].to_string(index=False))
     if args.csv:
-        text = res["runs"].drop(columns=["path"]).to_csv(index=False)
+        # Final runs and the tuning runs (validation accuracy), told apart by `stage`.
+        runs = pd.concat(
+            [res["runs"].assign(stage="final"), res["tune_runs"].assign(stage="tune")],
+            ignore_index=True,
+        )
+        text = runs.drop(columns=["path"], errors="ignore").to_csv(index=False)
         atomic_write(args.csv, lambda tmp: tmp.write_text(text))
         # Provenance beside the table: the settings that produced it and the code version.
         write_json(
@@ -647,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command": ["python", "-m", "renyilib.table1", *(argv or sys.argv[1:])],
                 "settings": prof,
                 "tasks": tasks,
+                "tuned_rho": res["rhos"],
                 "code_version": code_version(),
             },
         )

@@ -50,6 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from renyilib.config import default_device, load_profile, seed_everything
+from renyilib.data import DATASETS
 from renyilib.io import code_version, config_hash, load_state_dict, read_json, save_state_dict
 from renyilib.io import write_json as _write_json
 from renyilib.train import (
@@ -62,6 +63,8 @@ from renyilib.train import (
 __all__ = [
     "TASKS",
     "Task",
+    "curves",
+    "export_results",
     "grid",
     "load_run",
     "measure",
@@ -582,7 +585,9 @@ def table(
     Returns:
         A DataFrame with columns ``task, run, status, dataset, model, width,
         train_subset, optimizer, lr, peak_lr, batch_size, weight_decay, epochs,
-        warmup_epochs, seed, ..., train_loss, train_acc, test_loss, test_acc,
+        warmup_epochs, augment, augmentation (the policy applied: the dataset's
+        default of :data:`renyilib.data.DATASETS` when ``augment``, e.g.
+        "crop-flip" for CIFAR and "none" for digits), seed, ..., train_loss, train_acc, test_loss, test_acc,
         gap, converged, diverged, epochs_run, seconds, path`` (empty with these
         columns when there is no run).
     """
@@ -616,6 +621,10 @@ def table(
                 "lr_scaling": t["lr_scaling"],
                 "base_batch_size": t["base_batch_size"],
                 "augment": t["augment"],
+                # the policy actually applied: `augment` switches on the dataset's default
+                "augmentation": DATASETS[config["dataset"]].augmentation
+                if t["augment"]
+                else "none",
                 "seed": t["seed"],
             }
             for key, value in sorted(t.get("optimizer_kwargs", {}).items()):
@@ -658,6 +667,96 @@ def table(
     ]
     df = pd.DataFrame(rows)
     return df if rows else pd.DataFrame(columns=columns)
+
+
+def curves(
+    out: str | os.PathLike,
+    task: str | None = None,
+    *,
+    configs: Sequence[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """The per-epoch training curves of every finished run, as one long table.
+
+    Args:
+        out: The zoo folder.
+        task: Only this task (default: every task under ``out``).
+        configs: Only the runs of these configs (as in :func:`table`).
+
+    Returns:
+        One row per (run, evaluated epoch): ``task, run, optimizer, epoch, lr,
+        batch_loss, train_loss, train_acc, test_loss, test_acc`` (the entries of
+        ``metrics.json``'s ``curves``; train metrics on the un-augmented set).
+    """
+    runs = table(out, task, configs=configs)
+    frames = []
+    for _, row in runs.iterrows():
+        c = pd.DataFrame(read_json(Path(row["path"]) / "metrics.json")["curves"])
+        frames.append(c.assign(task=row["task"], run=row["run"], optimizer=row["optimizer"]))
+    if not frames:
+        return pd.DataFrame(columns=["task", "run", "optimizer", "epoch"])
+    df = pd.concat(frames, ignore_index=True)
+    first = ["task", "run", "optimizer", "epoch"]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def export_results(
+    out: str | os.PathLike,
+    task: str,
+    configs: Sequence[dict[str, Any]],
+    dest: str | os.PathLike,
+    *,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write a zoo's summary where the book can render it without the zoo (``data/results/<task>/``).
+
+    Writes, each atomically: ``zoo_table.csv`` (:func:`table` without the
+    machine-specific ``path``), ``curves.csv`` (:func:`curves`) and
+    ``zoo_meta.json`` (the grid's settings, the code versions that trained the
+    runs, the exporting code version and ``meta``).
+
+    Args:
+        out: The zoo folder.
+        task: Task name.
+        configs: The grid whose runs are exported (e.g. ``grid(task, "cpu")``).
+        dest: Destination folder (created).
+        meta: Extra provenance (e.g. the command and data root).
+
+    Returns:
+        ``{"zoo_table": path, "curves": path, "zoo_meta": path}``.
+
+    Raises:
+        ValueError: If none of ``configs`` has a finished run under ``out``.
+    """
+    from renyilib.io import atomic_write
+
+    dest = Path(dest)
+    runs = table(out, task, configs=configs)
+    if runs.empty:
+        raise ValueError(f"configs: no finished run of task {task!r} under {str(out)!r}")
+    versions = sorted({read_json(Path(p) / "metrics.json")["code_version"] for p in runs["path"]})
+    paths = {
+        "zoo_table": dest / "zoo_table.csv",
+        "curves": dest / "curves.csv",
+        "zoo_meta": dest / "zoo_meta.json",
+    }
+    table_csv = runs.drop(columns=["path"]).to_csv(index=False)
+    curves_csv = curves(out, task, configs=configs).to_csv(index=False)
+    atomic_write(paths["zoo_table"], lambda tmp: tmp.write_text(table_csv))
+    atomic_write(paths["curves"], lambda tmp: tmp.write_text(curves_csv))
+    _write_json(
+        paths["zoo_meta"],
+        {
+            "task": task,
+            "runs": len(runs),
+            "grid_size": len(configs),
+            "converged": int(runs["converged"].astype(bool).sum()),
+            "configs": list(configs),
+            "trained_with_code_version": versions,
+            "exported_with_code_version": code_version(),
+            **(meta or {}),
+        },
+    )
+    return paths
 
 
 def _measure_files(path: Path) -> list[dict[str, Any]]:

@@ -97,3 +97,76 @@ def test_bad_arguments(env, capsys):
         main(["zoo", "run", *env, "--profile", "gpu"])
     assert main(["zoo", "table", "--out", str(Path(env[3]) / "none")]) == 0
     assert "no finished runs" in capsys.readouterr().out
+
+
+def test_measure_shards_and_export(env, tmp_path, capsys):
+    # the measurement settings come from the config's correlation profile, per task
+    cfg_path = Path(env[-1])
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["experiments"]["correlation"] = {
+        "smoke": {
+            "zoo_profile": "smoke",
+            "renyi": {"num_probes": 2, "lanczos_steps": 4, "alphas": [0.5, 2.0], "subset": 40},
+            "baselines": {"which": ["param_norm"], "subset": 40},
+            "task_settings": {
+                "digits-mlp": {
+                    "renyi": {
+                        "num_probes": 2,
+                        "lanczos_steps": 4,
+                        "alphas": [0.5, 2.0],
+                        "subset": 40,
+                        "blocks": ["net.5.weight", "all"],
+                    }
+                }
+            },
+        }
+    }
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["zoo", "run", *env, "--profile", "smoke", "--no-progress"]) == 0
+    capsys.readouterr()
+    dest = tmp_path / "results"
+    # two shards measure disjoint halves of the grid ...
+    for shard in ("0/2", "1/2"):
+        assert (
+            main(["zoo", "measure", *env, "--profile", "smoke", "--shard", shard, "--no-progress"])
+            == 0
+        )
+        assert "measured 2 of 2 runs" in capsys.readouterr().out
+    files = sorted(Path(env[3]).glob("digits-mlp/*/measures/*.json"))
+    assert len(files) == 4 * 2  # renyi + baselines per run
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    # ... and the export reads them back from the cache, without recomputing
+    assert (
+        main(["zoo", "measure", *env, "--profile", "smoke", "--export", str(dest), "--no-progress"])
+        == 0
+    )
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    prof = pd.read_csv(dest / "profiles.csv")
+    assert set(prof["block"]) == {"net.5.weight", "all"}  # the task's block list
+    assert len(prof) == 4 * 2 * 2 and "path" not in prof.columns
+    assert len(pd.read_csv(dest / "baselines.csv")) == 4
+    table = pd.read_csv(dest / "zoo_table.csv")
+    curves = pd.read_csv(dest / "curves.csv")
+    assert len(table) == 4 and "path" not in table.columns
+    assert set(curves["run"]) == set(table["run"]) and (curves["epoch"] == 1).all()
+    meta = yaml.safe_load((dest / "measure_config.json").read_text())
+    assert meta["settings"]["renyi"]["blocks"] == ["net.5.weight", "all"]
+    assert meta["runs_missing"] == 0 and meta["command"][:3] == ["renyilib", "zoo", "measure"]
+    # --export with --shard is refused; a bad shard is an argparse error
+    assert (
+        main(["zoo", "measure", *env, "--profile", "smoke", "--shard", "0/2", "--export", "x"]) == 2
+    )
+    for bad in ("2/2", "a/b", "1"):
+        with pytest.raises(SystemExit):
+            main(["zoo", "measure", *env, "--profile", "smoke", "--shard", bad])
+
+
+def test_export_needs_finished_runs(env, tmp_path):
+    with pytest.raises(ValueError, match="no finished run"):
+        main(["zoo", "export", *env, "--profile", "smoke", "--dest", str(tmp_path / "r")])
+    assert main(["zoo", "run", *env, "--profile", "smoke", "--index", "1", "--no-progress"]) == 0
+    assert main(["zoo", "export", *env, "--profile", "smoke", "--dest", str(tmp_path / "r")]) == 0
+    meta = yaml.safe_load((tmp_path / "r" / "zoo_meta.json").read_text())
+    assert (
+        meta["runs"] == 1 and meta["grid_size"] == 4 and len(meta["trained_with_code_version"]) == 1
+    )

@@ -365,3 +365,32 @@ def test_best_alpha_side_both_on_ties_and_match_excludes_them():
     assert list(best["side"]) == ["both"] and best["alpha"].iloc[0] == 0.0001
     types = pd.DataFrame({"task": ["t"], "run": ["r0"], "block": ["l1"], "type": ["uniform"]})
     assert len(type_match_table(types, best)) == 0
+
+
+def test_measure_settings_task_override_and_export_errors(tmp_path):
+    from renyilib.correlation import export_measurements, measure_settings
+
+    prof = {
+        "zoo_profile": "cpu",
+        "renyi": {"num_probes": 10},
+        "baselines": {"which": ["param_norm"]},
+        "task_settings": {"cifar10-resnet18": {"renyi": {"num_probes": 5, "blocks": ["all"]}}},
+    }
+    s = measure_settings(prof, "cifar10-resnet18")
+    assert s["renyi"] == {"num_probes": 5, "blocks": ["all"]} and s["zoo_profile"] == "cpu"
+    assert "task_settings" not in s and s["task"] == "cifar10-resnet18"
+    assert measure_settings(prof, "digits-cnn")["renyi"] == {"num_probes": 10}
+    # the repository's cpu profile measures the CIFAR zoo on a block list
+    cifar = measure_settings("cpu", "cifar10-resnet18")
+    assert cifar["renyi"]["blocks"][-1] == "all"
+    empty = {"profiles": pd.DataFrame(), "baselines": pd.DataFrame(), "cost": pd.DataFrame()}
+    with pytest.raises(ValueError, match="res: no measured run"):
+        export_measurements(empty, tmp_path)
+
+
+def test_renyi_block_list_changes_cache_key_only_when_given():
+    from renyilib.correlation import _renyi_config
+
+    assert "blocks" not in _renyi_config({"num_probes": 3})
+    assert "blocks" not in _renyi_config({"num_probes": 3, "blocks": "both"})
+    assert _renyi_config({"blocks": ["fc.weight", "all"]})["blocks"] == ["fc.weight", "all"]

@@ -240,6 +240,8 @@ def test_load_run_and_table(configs, tmp_path):
     row = df.set_index("run").loc[path.name]
     assert row.lr == 0.05 and row.optimizer == "sgd" and row.peak_lr == 0.05
     assert row.gap == pytest.approx(metrics["gap"])
+    # `augment` switches on the dataset's default policy, which for digits is none
+    assert row.augment == config["train"]["augment"] and row.augmentation == "none"
     assert zoo.table(tmp_path, "digits-cnn").empty
     only = zoo.table(tmp_path, configs=configs[1:])
     assert list(only.run) == [path.name]
