@@ -117,6 +117,13 @@ _LAYER_TYPES = (
 #: loop of single backward passes was as fast or faster (70-78 vs 88-108 ms per
 #: column on a 9.8k-parameter CNN, 512 digits, one CPU thread).
 _BATCHED_MAX_DIM = 4096
+#: ... and only when a batch's inputs hold at most this many scalars: on larger
+#: inputs the vmapped double backward of convolutions is compute-bound and
+#: slower than a loop (measured: 2.2 vs 1.2-1.4 s per column for the first
+#: conv of a width-1/8 CIFAR ResNet-18 on 256 images of 3×32×32; 0.57 vs
+#: 0.58 s for a middle conv). A fixed rule, not a timing, so that the same
+#: seed gives bit-identical products on a CPU.
+_BATCHED_MAX_INPUT = 2**18
 #: Columns per vmapped backward (memory grows with it like a batch of that many products).
 _BATCHED_CHUNK = 32
 #: ``method="auto"`` switches from "graph" to "linearize" at the first multi-column
@@ -238,6 +245,14 @@ def _batch_size(x: Any) -> int:
     raise TypeError(f"cannot infer the batch size of inputs of type {type(x).__name__}")
 
 
+def _numel(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel()
+    if isinstance(x, tuple | list):
+        return sum(_numel(e) for e in x)
+    return 0
+
+
 def _to(x: Any, device: torch.device) -> Any:
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
@@ -315,7 +330,10 @@ class HessianOperator:
         if self.num_samples == 0:
             raise ValueError("data: expected at least one sample, got empty batches")
         self.num_matvecs = 0
-        self._batched_ok = n <= _BATCHED_MAX_DIM if batched is None else bool(batched)
+        if batched is None:
+            inputs = max(_numel(x) for x, _ in batches)
+            batched = n <= _BATCHED_MAX_DIM and inputs <= _BATCHED_MAX_INPUT
+        self._batched_ok = bool(batched)
         budget = math.inf if cache_samples is None else cache_samples
         # Per batch: (leaves, flat gradient with graph) if cached, else None.
         self._graphs: list[tuple[list[torch.Tensor], torch.Tensor] | None] = []
@@ -718,8 +736,10 @@ def hessian_operator(
             five forward passes' layer outputs on the reference CNN).
         batched: For ``method="graph"`` / ``"linearize"``, compute the columns
             of an ``(n, k)`` product vmapped (``True``) or in a loop (``False``);
-            ``None`` picks vmapped for blocks of at most 4096 parameters (falls
-            back to the loop if vmap fails for an operation).
+            ``None`` picks vmapped for blocks of at most 4096 parameters
+            whose batches hold at most 2**18 input scalars (e.g. 512 digits;
+            not 256 CIFAR images), and falls back to the loop if vmap fails
+            for an operation.
 
     Returns:
         A :class:`HessianOperator`.

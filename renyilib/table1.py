@@ -60,7 +60,7 @@ from renyilib.io import (
     write_json,
 )
 from renyilib.optim import build_optimizer
-from renyilib.zoo import _build_model  # one model builder for zoo and Table 1 runs
+from renyilib.zoo import build_run_model  # one model builder for zoo and Table 1 runs
 
 __all__ = [
     "METHODS",
@@ -338,7 +338,7 @@ def train_run(
     t = config["train"]
     bundle = run_data(config, data_root)
     seed_everything(t["seed"])
-    model = _build_model(config).to(dev)
+    model = build_run_model(config).to(dev)
     opt = _optimizer(model, t)
     gen = torch.Generator().manual_seed(t["seed"])
     steps_per_epoch = bundle.num_batches("train", t["batch_size"])
@@ -448,7 +448,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     from renyilib.io import load_state_dict
 
     config = read_json(Path(path) / "config.json")["config"]
-    model = _build_model(config)
+    model = build_run_model(config)
     model.load_state_dict(load_state_dict(Path(path) / "weights.pt"))
     return model.to(default_device(device)).eval()
 

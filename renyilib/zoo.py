@@ -63,6 +63,7 @@ from renyilib.train import (
 __all__ = [
     "TASKS",
     "Task",
+    "build_run_model",
     "curves",
     "export_results",
     "grid",
@@ -308,7 +309,15 @@ def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> A
     return _BUNDLES[key]
 
 
-def _build_model(config: dict[str, Any]) -> nn.Module:
+def build_run_model(config: dict[str, Any]) -> nn.Module:
+    """The freshly initialized model of a run config (zoo or Table 1), weights not loaded.
+
+    Args:
+        config: A run config (``config["model"]`` and ``config["model_kwargs"]``).
+
+    Returns:
+        :func:`renyilib.models.build_model` of that architecture, on the CPU.
+    """
     from renyilib.models import build_model
 
     kw = config["model_kwargs"]
@@ -341,7 +350,7 @@ def load_run(
         raise FileNotFoundError(f"{path} is not a finished run (no metrics.json / weights.pt)")
     config = read_json(path / "config.json")["config"]
     metrics = read_json(path / "metrics.json")
-    model = _build_model(config)
+    model = build_run_model(config)
     model.load_state_dict(load_state_dict(path / "weights.pt"))
     model.to(default_device(device)).eval()
     return model, config, metrics
@@ -393,7 +402,7 @@ def run_config(
         )
         data = run_data(config, data_root)
         seed_everything(config["train"]["seed"])  # the model's initialization
-        model = _build_model(config)
+        model = build_run_model(config)
         result = train(
             model,
             data,

@@ -215,6 +215,17 @@ def test_batched_and_looped_products_agree(cnn_data, batched, method):
     assert op._batched_ok is batched
 
 
+def test_default_batching_rule(cnn_data):
+    """``batched=None``: vmapped columns for small blocks on small inputs, a loop otherwise."""
+    assert hessian_operator(tiny_cnn(), CE, cnn_data)._batched_ok
+    pool = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4, 3)).double().eval()
+    x = torch.randn(4, 1, 384, 384, dtype=torch.float64)  # 589,824 input scalars > 2**18
+    big = (x, torch.tensor([0, 1, 2, 0]))
+    assert not hessian_operator(pool, CE, big)._batched_ok
+    assert hessian_operator(pool, CE, big, batched=True)._batched_ok
+    assert hessian_operator(pool, CE, (x[:1], big[1][:1]))._batched_ok
+
+
 def test_auto_method_switches_to_linearize(mlp_data):
     """``method="auto"``: graph for the first products, linearize once a
     multi-column product brings the count to 100; same Hessian before and after."""
