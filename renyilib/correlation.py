@@ -56,6 +56,8 @@ __all__ = [
     "measure_zoo",
     "predicted_side",
     "quadrature_from_record",
+    "quadratures_from_table",
+    "quadratures_table",
     "spectral_type",
     "spectral_types",
     "split_selection",
@@ -885,6 +887,94 @@ def measure_zoo(
     }
 
 
+def quadratures_table(quadratures: dict[tuple[str, str], Any]) -> pd.DataFrame:
+    """The SLQ quadratures of :func:`measure_zoo` as one long table (for CSV export).
+
+    Args:
+        quadratures: ``{(run, block): SpectralQuadrature}``.
+
+    Returns:
+        One row per node: ``run, block, dim, num_probes, lanczos_steps,
+        num_matvecs, probe`` (the probe's index; ``-1`` for an exactly known
+        (deflated) eigenvalue, weight one), ``node`` and ``weight`` (padding
+        entries of probes that broke down early included, with weight 0), so
+        that :func:`quadratures_from_table` rebuilds every quadrature exactly.
+    """
+    frames = []
+    for (run, block), q in quadratures.items():
+        nodes = np.asarray(q.nodes, dtype=float)
+        probe = np.repeat(np.arange(nodes.shape[0]), nodes.shape[1] if nodes.ndim == 2 else 0)
+        exact = np.asarray(q.exact_nodes, dtype=float)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": run,
+                    "block": block,
+                    "dim": int(q.dim),
+                    "num_probes": int(q.num_probes),
+                    "lanczos_steps": int(q.lanczos_steps),
+                    "num_matvecs": int(q.num_matvecs),
+                    "probe": np.concatenate([probe, -np.ones(len(exact), dtype=int)]),
+                    "node": np.concatenate([nodes.ravel(), exact]),
+                    "weight": np.concatenate(
+                        [np.asarray(q.weights, dtype=float).ravel(), np.ones(len(exact))]
+                    ),
+                }
+            )
+        )
+    columns = ["run", "block", "dim", "num_probes", "lanczos_steps", "num_matvecs"]
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*columns, "probe", "node", "weight"])
+    )
+
+
+def quadratures_from_table(table: pd.DataFrame) -> dict[tuple[str, str], Any]:
+    """Rebuild ``{(run, block): SpectralQuadrature}`` from :func:`quadratures_table` (e.g. a CSV).
+
+    Args:
+        table: The long table, as written (row order within a quadrature kept).
+
+    Returns:
+        The quadratures, in the table's order of first appearance.
+
+    Raises:
+        KeyError: If columns are missing.
+        ValueError: If a quadrature's nodes do not fill ``num_probes`` equal rows.
+    """
+    from renyilib.lanczos import SpectralQuadrature
+
+    _check_columns(
+        table,
+        ["run", "block", "dim", "num_probes", "lanczos_steps", "probe", "node", "weight"],
+        "table",
+    )
+    out: dict[tuple[str, str], Any] = {}
+    for (run, block), g in table.groupby(["run", "block"], sort=False):
+        first = g.iloc[0]
+        probes = int(first["num_probes"])
+        sl = g[g["probe"] >= 0]
+        ex = g[g["probe"] < 0]
+        if probes and len(sl) % probes:
+            raise ValueError(
+                f"table: quadrature ({run!r}, {block!r}) has {len(sl)} nodes, "
+                f"not a multiple of num_probes={probes}"
+            )
+        shape = (probes, len(sl) // probes) if probes else (0, 1)
+        out[(str(run), str(block))] = SpectralQuadrature(
+            nodes=sl["node"].to_numpy(float).reshape(shape),
+            weights=sl["weight"].to_numpy(float).reshape(shape),
+            dim=int(first["dim"]),
+            num_probes=probes,
+            lanczos_steps=int(first["lanczos_steps"]),
+            num_matvecs=int(first.get("num_matvecs", 0)),
+            exact_nodes=ex["node"].to_numpy(float),
+            exact_residuals=np.zeros(len(ex)),
+        )
+    return out
+
+
 def measure_settings(
     profile: str | dict[str, Any], task: str, config_path: Any = None
 ) -> dict[str, Any]:
@@ -923,7 +1013,9 @@ def export_measurements(
 
     Writes, each atomically, into ``dest``: ``profiles.csv`` (one row per run,
     block and α), ``baselines.csv`` (one row per run), ``cost.csv`` (seconds
-    and products per run) and ``measure_config.json`` (``meta`` and the
+    and products per run), ``quadratures.csv`` (every SLQ node and weight,
+    :func:`quadratures_table`: densities and spectral types can be redrawn
+    from it) and ``measure_config.json`` (``meta`` and the
     exporting code version). Column names are those of :func:`measure_zoo`;
     the machine-specific ``path`` column is dropped.
 
@@ -946,8 +1038,10 @@ def export_measurements(
         raise ValueError("res: no measured run to export")
     dest = Path(dest)
     paths: dict[str, Any] = {}
-    for name in ("profiles", "baselines", "cost"):
-        df = res[name]
+    tables = {name: res[name] for name in ("profiles", "baselines", "cost")}
+    if res.get("quadratures"):
+        tables["quadratures"] = quadratures_table(res["quadratures"])
+    for name, df in tables.items():
         if df.empty:
             continue
         text = df.drop(columns=["path"], errors="ignore").to_csv(index=False)

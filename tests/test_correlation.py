@@ -394,3 +394,32 @@ def test_renyi_block_list_changes_cache_key_only_when_given():
     assert "blocks" not in _renyi_config({"num_probes": 3})
     assert "blocks" not in _renyi_config({"num_probes": 3, "blocks": "both"})
     assert _renyi_config({"blocks": ["fc.weight", "all"]})["blocks"] == ["fc.weight", "all"]
+
+
+def test_quadratures_table_round_trip_through_csv(tmp_path):
+    from renyilib.correlation import quadratures_from_table, quadratures_table, spectral_types
+    from renyilib.lanczos import slq
+
+    A = _dense_with_spectrum(np.r_[np.linspace(0.1, 1.0, 30), 5.0, 9.0])
+    quads = {
+        ("r1", "all"): slq(A, num_probes=3, lanczos_steps=6, seed=0),
+        ("r1", "fc"): slq(A, num_probes=2, lanczos_steps=40, seed=1),  # breaks down: padded
+        ("r2", "all"): slq(A, num_probes=2, lanczos_steps=5, seed=2, deflate=2),
+    }
+    table = quadratures_table(quads)
+    table.to_csv(tmp_path / "q.csv", index=False)
+    back = quadratures_from_table(pd.read_csv(tmp_path / "q.csv"))
+    assert list(back) == list(quads)
+    for key, q in quads.items():
+        b = back[key]
+        np.testing.assert_array_equal(b.nodes, q.nodes)
+        np.testing.assert_array_equal(b.weights, q.weights)
+        np.testing.assert_array_equal(b.exact_nodes, q.exact_nodes)
+        assert (b.dim, b.num_probes, b.lanczos_steps) == (q.dim, q.num_probes, q.lanczos_steps)
+        for a in (0.5, 1.0, 2.0):
+            assert b.renyi_entropy(a).value == q.renyi_entropy(a).value
+    assert len(spectral_types(back)) == 3
+    with pytest.raises(ValueError, match="not a multiple of num_probes"):
+        quadratures_from_table(table.drop(index=0))
+    with pytest.raises(KeyError, match="table lacks columns"):
+        quadratures_from_table(table.drop(columns=["node"]))
