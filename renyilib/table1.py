@@ -60,6 +60,7 @@ from renyilib.io import (
     write_json,
 )
 from renyilib.optim import build_optimizer
+from renyilib.parallel import map_processes
 from renyilib.zoo import build_run_model  # one model builder for zoo and Table 1 runs
 
 __all__ = [
@@ -573,6 +574,33 @@ def load_paper_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
     return pd.read_csv(path, comment="#", dtype={"note": str})
 
 
+def _run_all(
+    configs: list[dict[str, Any]],
+    out: Any,
+    desc: str,
+    jobs: int,
+    threads: int | None,
+    progress: bool,
+    data_root: Any,
+    device: Any,
+) -> None:
+    kwargs = {
+        "out": str(out),
+        "data_root": None if data_root is None else str(data_root),
+        "device": None if device is None else str(device),
+    }
+    results = map_processes(
+        run, configs, jobs=jobs, threads=threads, kwargs=kwargs, progress=progress, desc=desc
+    )
+    errors = [(c, r) for c, r in zip(configs, results) if isinstance(r, BaseException)]
+    if errors:
+        c, err = errors[0]
+        raise RuntimeError(
+            f"{len(errors)} of {len(configs)} runs of {desc!r} raised; the first "
+            f"({c['train']['method']}, seed {c['train']['seed']}): {err!r}"
+        ) from err
+
+
 def run_table1(
     profile: str | dict[str, Any],
     out: str | os.PathLike,
@@ -581,6 +609,8 @@ def run_table1(
     data_root: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Tune (if the profile says so) and train every run of a profile; resumable.
 
@@ -589,6 +619,12 @@ def run_table1(
         out: Run folder root.
         tasks: Subset of the profile's ``tasks``.
         data_root, device, progress: As in :func:`train_run`.
+        jobs: Worker processes (:func:`renyilib.parallel.map_processes`); the
+            tuning runs of a task finish before its final runs start.
+        threads: torch threads per worker (``None``: leave as is).
+
+    Raises:
+        RuntimeError: If a run raised (after the other runs of its stage finished).
 
     Returns:
         ``{"rhos": {task: {method: rho}}, "runs": DataFrame, "summary": DataFrame,
@@ -601,12 +637,10 @@ def run_table1(
         tune = []
         if prof.get("tune"):
             tune = tune_configs(prof, task)
-            for c in tqdm(tune, desc=f"tune {task}", disable=not progress):
-                run(c, out, data_root=data_root, device=device)
+            _run_all(tune, out, f"tune {task}", jobs, threads, progress, data_root, device)
             rhos[task] = tuned_rho(out, tune)
         final = final_configs(prof, task, rhos.get(task))
-        for c in tqdm(final, desc=f"table1 {task}", disable=not progress):
-            run(c, out, data_root=data_root, device=device)
+        _run_all(final, out, f"table1 {task}", jobs, threads, progress, data_root, device)
         all_final += final
         all_tune += tune
     runs = runs_table(out, all_final)
@@ -626,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="store_true", help="run the profile's extra_tasks")
     parser.add_argument("--out", default=None, help="run folder (default: the profile's out)")
     parser.add_argument("--csv", default=None, help="write the per-run table here (atomically)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (per worker)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -634,7 +669,15 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks or (prof.get("extra_tasks") if args.extra else None)
     if args.extra and prof.get("extra"):
         prof = {**prof, **prof["extra"]}
-    res = run_table1(prof, args.out or prof.get("out", "data/runs/rsam"), tasks=tasks)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    res = run_table1(
+        prof,
+        args.out or prof.get("out", "data/runs/rsam"),
+        tasks=tasks,
+        jobs=args.jobs,
+        threads=args.threads,
+    )
     print(res["rhos"])
     print(res["summary"].to_string(index=False))
     if args.csv:

@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import copy
 import itertools
-import multiprocessing
 import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,12 +44,12 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from renyilib.config import default_device, load_profile, seed_everything
 from renyilib.data import DATASETS
 from renyilib.io import code_version, config_hash, load_state_dict, read_json, save_state_dict
 from renyilib.io import write_json as _write_json
+from renyilib.parallel import map_processes
 from renyilib.train import (
     CONVERGED_TRAIN_ACC,
     CONVERGED_TRAIN_LOSS,
@@ -439,11 +436,6 @@ def run_config(
         return "failed"
 
 
-def _init_worker(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def _worker(config: dict, out: str, kwargs: dict) -> str:
     return run_config(config, out, **kwargs)
 
@@ -490,42 +482,30 @@ def run_zoo(
         "criterion": criterion,
         "eval_every": eval_every,
     }
-    bar = tqdm(total=len(pending), desc="zoo", disable=not progress)
-    bar.set_postfix(skipped=counts["skipped"])
-    if jobs == 1 or len(pending) <= 1:
-        old = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            for config in pending:
-                counts[run_config(config, out, **kwargs)] += 1
-                bar.update()
-                bar.set_postfix(failed=counts["failed"], skipped=counts["skipped"])
-        finally:
-            torch.set_num_threads(old)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-        ) as pool:
-            futures = {pool.submit(_worker, c, str(out), kwargs): c for c in pending}
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except BrokenProcessPool as exc:  # a worker died (e.g. killed by the OS)
-                    _write_json(
-                        run_dir(out, futures[future]) / "error.json",
-                        {
-                            "error": f"worker process died: {exc}",
-                            "traceback": "",
-                            "code_version": code_version(),
-                        },
-                    )
-                    result = "failed"
-                counts[result] += 1
-                bar.update()
-                bar.set_postfix(failed=counts["failed"], skipped=counts["skipped"])
-    bar.close()
+
+    def tally(i: int, result: Any) -> None:
+        if isinstance(result, BaseException):  # a worker died (e.g. killed by the OS)
+            _write_json(
+                run_dir(out, pending[i]) / "error.json",
+                {
+                    "error": f"worker process died: {result!r}",
+                    "traceback": "",
+                    "code_version": code_version(),
+                },
+            )
+            result = "failed"
+        counts[result] += 1
+
+    map_processes(
+        _worker,
+        pending,
+        jobs=jobs,
+        threads=threads,
+        kwargs={"out": str(out), "kwargs": kwargs},
+        progress=progress,
+        desc="zoo",
+        on_result=tally,
+    )
     return counts
 
 

@@ -124,3 +124,28 @@ def test_load_paper_table_handles_commas_in_notes():
         94.24,
         96.36,
     ]
+
+
+def test_parallel_runs_equal_serial_runs(tmp_path):
+    # two worker processes give the same numbers as one process (seeded, CPU)
+    prof = {"tasks": ["digits-mlp"], "methods": ["sgd", "sam"], "seeds": [0], "epochs": 1}
+    serial = table1.run_table1(prof, tmp_path / "a", progress=False)["runs"]
+    parallel = table1.run_table1(prof, tmp_path / "b", progress=False, jobs=2, threads=1)["runs"]
+    cols = ["method", "seed", "acc", "loss", "train_loss", "eps_last"]
+    pd.testing.assert_frame_equal(serial[cols], parallel[cols])
+
+
+def test_a_failing_run_is_reported_after_the_others(tmp_path, monkeypatch):
+    prof = {"tasks": ["digits-mlp"], "methods": ["sgd", "sam"], "seeds": [0], "epochs": 1}
+    real = table1.train_run
+
+    def flaky(config, **kwargs):
+        if config["train"]["method"] == "sgd":
+            raise FloatingPointError("loss is nan")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(table1, "train_run", flaky)
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs .* \(sgd, seed 0\).*loss is nan"):
+        table1.run_table1(prof, tmp_path, progress=False)
+    # the other run finished and is kept
+    assert len(table1.runs_table(tmp_path, table1.final_configs(prof, "digits-mlp"))) == 1
