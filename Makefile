@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= cpu
 # Notebooks in build order (later chapters read what earlier ones cached).
-NOTEBOOKS ?= estimator zoo spectrum correlation rsam bounds
+NOTEBOOKS ?= estimator zoo spectrum correlation cifar rsam bounds
 GENERATED := book/generated
 
 .PHONY: install report notebooks book test lint format bench clean

@@ -7,6 +7,7 @@ folder and then renamed over the target (``os.replace`` is atomic on POSIX).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -101,11 +102,15 @@ def config_hash(config: dict[str, Any], length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The code version recorded with every cached result.
 
     ``renyilib.__version__`` plus the git commit (and ``-dirty`` when the tree has
-    uncommitted changes) when the package runs from a git checkout.
+    uncommitted changes) when the package runs from a git checkout. Read once
+    per process, when :mod:`renyilib.io` is imported (i.e. when the code is
+    loaded): a long run records the version it runs, not a commit made while
+    it was running.
     """
     from renyilib import __version__
 
@@ -128,3 +133,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{commit}{'-dirty' if dirty else ''}"
+
+
+code_version()  # the version of the code this process loaded
