@@ -221,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="data/zoo", help="zoo folder (default: data/zoo)")
         p.add_argument("--config", default=None, help="_config.yml (default: found upwards)")
 
+    def compute(p: argparse.ArgumentParser, threads: int | None) -> None:
+        p.add_argument("--threads", type=int, default=threads, help="torch threads (per worker)")
+        p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
+        p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     for name, helptext in (
         ("list", "list the configs of a grid with their index and status"),
         ("status", "count done / missing / failed runs"),
@@ -231,20 +237,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default="cpu", choices=PROFILES)
         if name == "run":
             p.add_argument("--jobs", type=int, default=1, help="worker processes")
-            p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
             p.add_argument("--index", type=int, default=None, help="run only the I-th config")
-            p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
-            p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
-            p.add_argument("--no-progress", action="store_true", help="no progress bar")
+            compute(p, threads=1)
     p = zsub.add_parser("measure", help="measure the finished runs (correlation settings)")
     common(p)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
     p.add_argument("--shard", type=_shard, default=(0, 1), help="K/N: only grid index %% N == K")
     p.add_argument("--export", default=None, help="write the measurement CSVs into this folder")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compute(p, threads=None)
     p = zsub.add_parser("export", help="write the zoo table and curves for the book")
     common(p)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
