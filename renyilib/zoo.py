@@ -676,16 +676,23 @@ def curves(
         batch_loss, train_loss, train_acc, test_loss, test_acc`` (the entries of
         ``metrics.json``'s ``curves``; train metrics on the un-augmented set).
     """
-    runs = table(out, task, configs=configs)
-    frames = []
+    return _curves_and_versions(table(out, task, configs=configs))[0]
+
+
+def _curves_and_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The long curves table of ``runs`` (a :func:`table`) and the code versions that
+    trained them, from one read of each ``metrics.json``."""
+    frames, versions = [], set()
     for _, row in runs.iterrows():
-        c = pd.DataFrame(read_json(Path(row["path"]) / "metrics.json")["curves"])
+        m = read_json(Path(row["path"]) / "metrics.json")
+        versions.add(m["code_version"])
+        c = pd.DataFrame(m["curves"])
         frames.append(c.assign(task=row["task"], run=row["run"], optimizer=row["optimizer"]))
-    if not frames:
-        return pd.DataFrame(columns=["task", "run", "optimizer", "epoch"])
-    df = pd.concat(frames, ignore_index=True)
     first = ["task", "run", "optimizer", "epoch"]
-    return df[first + [c for c in df.columns if c not in first]]
+    if not frames:
+        return pd.DataFrame(columns=first), []
+    df = pd.concat(frames, ignore_index=True)
+    return df[first + [c for c in df.columns if c not in first]], sorted(versions)
 
 
 def export_results(
@@ -722,14 +729,14 @@ def export_results(
     runs = table(out, task, configs=configs)
     if runs.empty:
         raise ValueError(f"configs: no finished run of task {task!r} under {str(out)!r}")
-    versions = sorted({read_json(Path(p) / "metrics.json")["code_version"] for p in runs["path"]})
+    run_curves, versions = _curves_and_versions(runs)
     paths = {
         "zoo_table": dest / "zoo_table.csv",
         "curves": dest / "curves.csv",
         "zoo_meta": dest / "zoo_meta.json",
     }
     table_csv = runs.drop(columns=["path"]).to_csv(index=False)
-    curves_csv = curves(out, task, configs=configs).to_csv(index=False)
+    curves_csv = run_curves.to_csv(index=False)
     atomic_write(paths["zoo_table"], lambda tmp: tmp.write_text(table_csv))
     atomic_write(paths["curves"], lambda tmp: tmp.write_text(curves_csv))
     _write_json(
