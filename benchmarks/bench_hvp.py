@@ -19,6 +19,10 @@ wall time (minimum over interleaved rounds, see ``workload.compare``) of:
                         for one vector and for ``V`` (n, k); time per column. The
                         one-off cost of linearizing (gradient + trace + constant
                         folding, per batch) is reported as ``linearize setup (one-off)``.
+``renyilib default op @ v`` / ``@ V``  ``hessian_operator(...)`` with its default
+                        ``method="auto"``, measured after its first 100 products (so
+                        that (n, k) products have switched to linearized maps, as in
+                        SLQ with many probes); single vectors stay on the graph.
 ``pyhessian hvp``       PyHessian 0.1's ``hessian_vector_product`` on its kept graph.
 ``* Lanczos step``      one step of SLQ (product + full reorthogonalization + bookkeeping)
                         for PyHessian's ``density`` and renyilib's ``slq`` (15 steps, 1 probe).
@@ -112,6 +116,10 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
     op_jvp = hessian_operator(model, loss_fn, (x, y), params=names, method="jvp")
     op_lin = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
     op_lin_slq = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
+    # The default ("auto"): graph products until the operator has had 100, then linearized
+    # ones for vmapped (n, k) products; measured after that switch, as SLQ sees it.
+    op_auto = hessian_operator(model, loss_fn, (x, y), params=names)
+    op_auto @ torch.randn(n, 100, dtype=V.dtype)
     steps = 15
     with BlockHessian(model, loss_fn, x, y, names) as bh:
         # name -> (callable, products per call)
@@ -129,6 +137,8 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
             f"renyilib jvp op @ V (k={k})": (lambda: op_jvp @ V, k),
             "renyilib linearize op @ v": (lambda: op_lin @ v, 1),
             f"renyilib linearize op @ V (k={k})": (lambda: op_lin @ V, k),
+            "renyilib default op @ v": (lambda: op_auto @ v, 1),
+            f"renyilib default op @ V (k={k})": (lambda: op_auto @ V, k),
             "pyhessian hvp": (lambda: bh.hvp(vs), 1),
             f"renyilib slq Lanczos step (m={steps})": (lambda: slq(op, 1, steps, seed=0), steps),
             f"renyilib linearize slq Lanczos step (m={steps})": (

@@ -23,7 +23,7 @@ modified.
 
 Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
 
-``"graph"`` (default)
+``"graph"``
     Double backward through a *reused* graph: per batch, the gradient
     :math:`g_b = \\nabla L_b` is computed once with ``create_graph=True`` and
     kept; every product is then one backward pass
@@ -42,24 +42,33 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
     budget (on the reference workload they hold about 5 forward passes' layer
     outputs for "all", 9.5 MB for 512 digits); batches beyond it use the
     ``"jvp"`` product, because linearizing again would cost 50-95 gradients per
-    product. Eval mode only. Each linearized map is checked against the
-    ``"jvp"`` product on a seeded probe, twice: with torch 2.14 the map of a
-    6-layer ViT (``models.build_model("vit")``) drifted from its second call
-    on (about 40% relative error), so a batch failing the check is computed
-    with ``"jvp"`` (``"auto"`` keeps its graph) and a ``RuntimeWarning`` says so.
+    product. Eval mode only. The tracing is renyilib's own
+    (``_linearized_map``): ``torch.func.linearize`` of torch 2.14 writes into
+    its folded constants when an in-place op (``x += pos_embedding`` in
+    vit-pytorch's ViT) acts on one, so its products drift from the second
+    call on (33-60% relative error on a ViT); ours makes such ops
+    out-of-place before folding. Each linearized map is still checked against
+    the ``"jvp"`` product on a seeded probe, twice; a batch failing the check
+    is computed with ``"jvp"`` (``"auto"`` keeps its graph) and a
+    ``RuntimeWarning`` says so.
 ``"jvp"``
     Forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, vmapped
     over the columns of an ``(n, k)`` input. Needs no cached graph (constant
     memory); model must be in eval mode.
-``"auto"`` (opt-in)
+``"auto"`` (default)
     ``"graph"`` first (cheap to build: about one gradient per batch), switched
     to ``"linearize"`` at the first multi-column product that brings the
     operator's count of products to 100 (SLQ with many probes, dense Hessians,
     Hutchinson traces); single-vector products (power iteration, one Lanczos
     run) never switch. Linearizing costs 50-95 gradients once and saves
     0.3-1.1 gradients per column of an ``(n, k)`` product, so it pays after
-    70-140 columns. A model in train mode (``allow_train_mode=True``) always
-    uses ``"graph"``.
+    70-140 columns. It stays on ``"graph"`` where that gain was not measured
+    or does not hold: a model in train mode (``allow_train_mode=True``),
+    columns that are not vmapped (large blocks or inputs, see ``batched``:
+    a single linearized product is not faster than the graph's), and devices
+    other than the CPU (a linearized map keeps several forward passes'
+    activations, a graph about one: on a GPU memory is the scarcer resource,
+    and nothing here measured the speed there).
 
 Measured with ``benchmarks/bench_hvp.py`` (reference workload: digits CNN
 with 2,154 parameters, 512 digits, float32; one thread, process CPU time,
@@ -493,19 +502,14 @@ class HessianOperator:
             grads, loss = torch.func.grad(loss_of, argnums=argnums, has_aux=True)(*block)
             return grads, loss
 
-        with warnings.catch_warnings():
-            # torch.fx's constant folding warns about its own get_attr nodes (harmless).
-            warnings.filterwarnings("ignore", message=".*get_attr Node with no underlying")
-            (grads, loss), lin = torch.func.linearize(grad_and_loss, *self._block_values)
+        (grads, loss), lin = _linearized_map(grad_and_loss, self._block_values)
         self._check_finite(loss, b)
         flat = torch.cat([g.detach().reshape(-1) for g in grads])
         # Guard: the traced map must agree with forward-over-reverse on one seeded
-        # probe, on two successive calls (about 4 gradients in all). With torch
-        # 2.14, linearize of a 6-layer ViT's gradient gave a right first product
-        # and later ones drifting further at every call (errors 0.028, 0.048,
-        # 0.057 on entries of size 0.07 for an attention weight: state carried
-        # between calls; not reproduced with one attention layer); such a batch
-        # uses "jvp" (or keeps its graph under "auto").
+        # probe, on two successive calls (about 4 gradients in all). The one known
+        # cause of disagreement (torch.func.linearize mutating a folded constant,
+        # see _linearize) is removed structurally; the guard stays for causes
+        # not known yet. A failing batch uses "jvp" (or keeps its graph under "auto").
         u = torch.randn(self.shape[0], 1, generator=torch.Generator().manual_seed(b))
         u = u.to(device=self.device, dtype=self.dtype)
         ref = self._hvp_batch_jvp(b, u)[:, 0]
@@ -517,7 +521,7 @@ class HessianOperator:
             err = max(err, float((got - ref).norm() / ref.norm().clamp_min(tiny)))
         if err > _LINEARIZE_RTOL.get(self.dtype, 1e-3) and float(ref.norm()) > 0:
             warnings.warn(
-                f"method='linearize': torch.func.linearize disagrees with the forward-over-"
+                f"method='linearize': the linearized map disagrees with the forward-over-"
                 f"reverse product on batch {b} (relative error {err:.1e}); using the 'jvp' "
                 "product for this batch",
                 RuntimeWarning,
@@ -598,7 +602,13 @@ class HessianOperator:
         out = torch.zeros_like(V)
         if V.shape[1] == 0:
             return out
-        if self._auto and V.shape[1] > 1 and self.num_matvecs + V.shape[1] >= _AUTO_SWITCH_PRODUCTS:
+        if (
+            self._auto
+            and V.shape[1] > 1
+            and self.num_matvecs + V.shape[1] >= _AUTO_SWITCH_PRODUCTS
+            and self._batched_ok
+            and self.device.type == "cpu"
+        ):
             self._switch_to_linearize()
         for b in range(len(self._batches)):
             weight = self._sizes[b] / self.num_samples
@@ -659,6 +669,76 @@ class HessianOperator:
         )
 
 
+def _linearized_map(
+    func: Callable[..., Any], primals: Sequence[torch.Tensor]
+) -> tuple[Any, Callable[..., Any]]:
+    """``torch.func.linearize(func, *primals)``, without its in-place-mutation bug.
+
+    Like ``torch.func.linearize``: the forward-mode derivative of ``func`` at
+    ``primals`` is traced (``make_fx``) into an FX graph, and every
+    tangent-free subexpression is folded into a constant
+    (``torch.fx.experimental.const_fold``), so that a call only propagates
+    tangents. Returns ``(func(*primals), jvp_fn)`` with
+    ``jvp_fn(*tangents) = J_func(primals) @ tangents``.
+
+    The difference: torch's version leaves an in-place op (``x.add_(c)``,
+    ``x.div_(s)``) in the per-call graph when its first argument is folded, so
+    every call mutates that constant again. With torch 2.14 this made the
+    linearized gradient of vit-pytorch's ``SimpleViT`` (``x += pos_embedding``
+    after a LayerNorm) right on the first call and wrong from the second on
+    (relative error 0.33, 0.49, 0.60 on calls 2-4 for a width-1/8 ViT).
+    Here every in-place aten op whose first argument does not depend on the
+    tangents is replaced by its out-of-place overload before folding. ``make_fx``
+    points later uses of a mutated tensor at the in-place node, so the result is
+    unchanged, while no folded constant is ever written to.
+    """
+    from torch.autograd import forward_ad as fwad
+    from torch.fx.experimental import const_fold
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    primals = tuple(primals)
+    output = func(*primals)
+    flat_out, out_spec = torch.utils._pytree.tree_flatten(output)
+    del flat_out
+
+    def trace(*tangents: torch.Tensor) -> list[torch.Tensor]:
+        with fwad.dual_level():
+            out = func(*(fwad.make_dual(p, t) for p, t in zip(primals, tangents)))
+            flat, _ = torch.utils._pytree.tree_flatten(out)
+            tangents_out = [fwad.unpack_dual(o).tangent for o in flat]
+            return [torch.zeros_like(o) if t is None else t for o, t in zip(flat, tangents_out)]
+
+    graph = make_fx(trace)(*(p.new_empty(()).expand_as(p) for p in primals))
+    depends: dict[Any, bool] = {}
+    for node in graph.graph.nodes:
+        depends[node] = node.op == "placeholder" or any(
+            depends.get(a, False) for a in node.all_input_nodes
+        )
+        target = node.target
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
+            name = target.overloadpacket.__name__
+            if name.endswith("_") and not name.endswith("__") and not depends[node.args[0]]:
+                packet = getattr(torch.ops.aten, name[:-1], None)
+                pure = getattr(packet, target._overloadname, None) if packet else None
+                if pure is None:
+                    raise RuntimeError(f"linearize: no out-of-place overload for {target}")
+                node.target = pure
+    graph.recompile()
+    with warnings.catch_warnings():
+        # torch.fx's constant folding warns about its own get_attr nodes (harmless).
+        warnings.filterwarnings("ignore", message=".*get_attr Node with no underlying")
+        folded = const_fold.split_const_subgraphs(graph)
+
+    def jvp_fn(*tangents: torch.Tensor) -> Any:
+        if len(tangents) != len(primals):
+            raise ValueError(f"expected {len(primals)} tangents, got {len(tangents)}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*get_attr Node with no underlying")
+            return torch.utils._pytree.tree_unflatten(list(folded(*tangents)), out_spec)
+
+    return output, jvp_fn
+
+
 def _resolve_params(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     all_names = [name for name, _ in model.named_parameters()]
@@ -694,7 +774,7 @@ def hessian_operator(
     params: str | Sequence[str] | None = None,
     *,
     allow_train_mode: bool = False,
-    method: str = "graph",
+    method: str = "auto",
     cache_samples: int | None = 20_000,
     batched: bool | None = None,
 ) -> HessianOperator:
@@ -722,10 +802,10 @@ def hessian_operator(
             statistics on copies of its buffers; dropout masks are those of the
             graph-building pass for cached batches, fresh per product otherwise,
             which makes the operator random).
-        method: ``"graph"`` (default: reused double-backward graph),
-            ``"auto"`` (``"graph"``, switched to ``"linearize"`` once a
-            multi-column product brings the count of products to 100; always
-            ``"graph"`` in train mode), ``"linearize"``
+        method: ``"auto"`` (default: ``"graph"``, switched to ``"linearize"``
+            once a multi-column product brings the count of products to 100,
+            on the CPU, for vmapped columns, in eval mode), ``"graph"``
+            (reused double-backward graph), ``"linearize"``
             (``torch.func.linearize`` of the gradient, vmapped over columns) or
             ``"jvp"`` (forward-over-reverse); see the module docstring.
         cache_samples: Keep the double-backward graphs (or linearized

@@ -193,7 +193,7 @@ def renyi_sharpness(
     exact_max_dim: int = 4096,
     probe_batch: int | None = None,
     quadrature: str = "gauss",
-    hessian_method: str = "graph",
+    hessian_method: str = "auto",
     allow_train_mode: bool = False,
     example_input: Any = None,
     return_quadratures: bool = False,
@@ -242,7 +242,9 @@ def renyi_sharpness(
         probe_batch: Probes advanced together in SLQ (default: memory-based, see :func:`slq`).
         quadrature: ``"gauss"`` (Algorithm 1) or ``"radau"`` (node prescribed at 0;
             smaller bias for α < 1 on rank-deficient blocks, see :func:`slq`).
-        hessian_method: ``"graph"`` (default), ``"linearize"``, ``"auto"`` or ``"jvp"`` (see :mod:`renyilib.hessian`; ``"linearize"`` is faster for many probes but opt-in, see its guard).
+        hessian_method: ``"auto"`` (default: the double-backward graph, switched to
+            ``torch.func.linearize``-d products once a block has had 100 products),
+            ``"graph"``, ``"linearize"`` or ``"jvp"``; see :mod:`renyilib.hessian`.
         allow_train_mode: Passed to :func:`~renyilib.hessian.hessian_operator`.
         example_input: Optional input for forward-order layer blocks.
         return_quadratures: Also return ``dict[block, SpectralQuadrature]``

@@ -8,6 +8,7 @@ expected (observed ~1e-16).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import torch
 from conftest import dense_hessian, split_batches, tiny_cnn, tiny_mlp
 from torch import nn
 
+import renyilib.hessian as hessian_mod
 from renyilib.hessian import hessian_operator, layer_blocks
 
 ATOL = 1e-10
@@ -247,6 +249,12 @@ def test_auto_method_switches_to_linearize(mlp_data):
     assert [lin is not None for lin in op._lins] == [True, True, False]
     torch.testing.assert_close(op @ V, ref @ V, atol=ATOL, rtol=0)
     torch.testing.assert_close(op.to_dense(), ref, atol=ATOL, rtol=0)
+    # Columns that are not vmapped (large blocks or inputs) stay on the graph method:
+    # one linearized product alone is not faster than the graph's.
+    op_l = hessian_operator(model, CE, mlp_data, batched=False)  # "auto" is the default
+    torch.testing.assert_close(op_l @ V[:, :50], ref @ V[:, :50], atol=ATOL, rtol=0)
+    torch.testing.assert_close(op_l @ V, ref @ V, atol=ATOL, rtol=0)
+    assert op_l.method == "graph" and op_l.num_matvecs == 110
     # A train-mode model (allowed) stays on the graph method.
     train = tiny_mlp().train()
     op_t = hessian_operator(train, CE, mlp_data, allow_train_mode=True, method="auto")
@@ -256,14 +264,15 @@ def test_auto_method_switches_to_linearize(mlp_data):
 
 @pytest.mark.parametrize("method", ["linearize", "auto"])
 def test_linearize_guard_falls_back_when_the_trace_is_wrong(cnn_data, monkeypatch, method):
-    """A linearized map that drifts from forward-over-reverse after its first call (seen with
-    torch 2.14 on a 6-layer ViT) is rejected with a RuntimeWarning; products stay exact."""
+    """A linearized map that drifts from forward-over-reverse after its first call (what
+    torch.func.linearize did on a ViT, see below) is rejected with a RuntimeWarning;
+    products stay exact."""
     model = tiny_cnn()
     ref = dense_hessian(model, CE, *cnn_data, layer_blocks(model)["all"])
-    real = torch.func.linearize
+    real = hessian_mod._linearized_map
 
-    def wrong(f, *primals):  # right on the first call, off by 1% from the second on
-        out, lin = real(f, *primals)
+    def wrong(f, primals):  # right on the first call, off by 1% from the second on
+        out, lin = real(f, primals)
         calls = []
 
         def drifting(*t):
@@ -273,9 +282,9 @@ def test_linearize_guard_falls_back_when_the_trace_is_wrong(cnn_data, monkeypatc
 
         return out, drifting
 
-    monkeypatch.setattr(torch.func, "linearize", wrong)
+    monkeypatch.setattr(hessian_mod, "_linearized_map", wrong)
     V = torch.randn(ref.shape[0], 120, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="linearize disagrees"):
+    with pytest.warns(RuntimeWarning, match="linearized map disagrees"):
         op = hessian_operator(model, CE, split_batches(*cnn_data, 4), method=method)
         out = op @ V
     torch.testing.assert_close(out, ref @ V, atol=ATOL, rtol=0)
@@ -284,3 +293,46 @@ def test_linearize_guard_falls_back_when_the_trace_is_wrong(cnn_data, monkeypatc
         assert all(g is not None for g in op._graphs) and op.cached_samples == 10
     else:
         assert op.cached_samples == 0
+
+
+def test_linearized_map_never_writes_to_its_folded_constants():
+    """torch.func.linearize (torch 2.14) keeps ``a.add_(c)`` in the per-call graph when ``a``
+    is folded into a constant, so every call adds ``c`` again; ours makes such ops
+    out-of-place before folding. Exact against ``torch.func.jvp`` on every call."""
+
+    def f(w):
+        a = torch.ones(3, dtype=w.dtype) * 2  # tangent-free: folded
+        a.add_(torch.arange(3.0, dtype=w.dtype))  # in place on the folded constant
+        return (a * w).sin(), w.sum()
+
+    w, t = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    out, lin = hessian_mod._linearized_map(f, (w,))
+    torch.testing.assert_close(out, f(w), atol=0, rtol=0)
+    ref = torch.func.jvp(f, (w,), (t,))[1]
+    for _ in range(3):
+        got = lin(t)
+        torch.testing.assert_close(got, ref, atol=1e-15, rtol=0)
+    vm = torch.func.vmap(lin)(torch.stack([t, 2 * t]))
+    torch.testing.assert_close(vm[0][1], 2 * ref[0], atol=1e-15, rtol=0)
+
+
+def test_linearize_is_exact_on_a_vit():
+    """vit-pytorch's SimpleViT (``x += pos_embedding`` after a LayerNorm), the model on
+    which torch.func.linearize drifted from its second call: our linearized products
+    pass the guard and equal forward-over-reverse on every call, in float64."""
+    pytest.importorskip("vit_pytorch")
+    from renyilib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vit", 3, width=1 / 32, image_size=8, depth=2).double().eval()
+    x = torch.randn(6, 3, 8, 8, dtype=torch.float64)
+    data = (x, torch.tensor([0, 1, 2, 0, 1, 2]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the guard must not fire
+        op = hessian_operator(model, CE, data, method="linearize")
+    assert op.method == "linearize" and op._lins[0] is not None
+    ref = hessian_operator(model, CE, data, method="jvp")
+    V = torch.randn(op.shape[0], 3, dtype=torch.float64)
+    want = ref @ V
+    for _ in range(3):
+        torch.testing.assert_close(op @ V, want, atol=1e-10 * want.abs().max().item(), rtol=0)
