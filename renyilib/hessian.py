@@ -72,25 +72,28 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
 
 Measured with ``benchmarks/bench_hvp.py`` (reference workload: digits CNN
 with 2,154 parameters, 512 digits, float32; one thread, process CPU time,
-best of 15 interleaved rounds on a shared 2-core machine, so about ±15%),
-time per product in units of one plain gradient of the same block, for the
-blocks features.0 / features.2 / features.4 / fc / all (36, 288, 1,152, 640,
-2,154 parameters):
+best of 10 interleaved rounds; 2026-11-23, while two training processes
+shared the 2 cores, so about ±15%), time per product in units of one plain
+gradient of the same block, for the blocks features.0 / features.2 /
+features.4 / fc / all (36, 288, 1,152, 640, 2,154 parameters):
 
-=====================================  =====  =====  =====  =====  =====
-method                                 f.0    f.2    f.4    fc     all
-=====================================  =====  =====  =====  =====  =====
-``"graph"``, ``op @ v``                1.34   1.76   1.16   0.25   1.99
-``"graph"``, ``op @ V`` (k = 10)       1.47   1.63   0.98   0.09   2.10
-``"linearize"``, ``op @ v``            1.18   1.05   0.73   0.36   2.48
-``"linearize"``, ``op @ V`` (k = 10)   0.89   0.63   0.30   0.09   1.65
-``"jvp"``, ``op @ V`` (k = 10)         1.54   0.95   0.60   0.37   2.10
-linearize set-up (one-off)             52     72     94     89     48
-=====================================  =====  =====  =====  =====  =====
+==========================================  =====  =====  =====  =====  =====
+method                                      f.0    f.2    f.4    fc     all
+==========================================  =====  =====  =====  =====  =====
+``"graph"``, ``op @ v``                     1.14   1.70   1.12   0.22   2.27
+``"graph"``, ``op @ V`` (k = 10)            1.10   1.63   0.93   0.08   2.03
+``"linearize"``, ``op @ v``                 1.03   1.01   0.75   0.31   1.93
+``"linearize"``, ``op @ V`` (k = 10)        0.73   0.66   0.27   0.09   1.16
+``"jvp"``, ``op @ V`` (k = 10)              0.93   1.03   0.61   0.29   1.36
+default ``"auto"``, switched, k = 10        0.71   0.64   0.28   0.07   1.26
+linearize set-up (one-off)                  51     78     107    80     64
+PyHessian ``hessian_vector_product``        1.16   1.77   1.12   0.17   2.25
+==========================================  =====  =====  =====  =====  =====
 
-(An earlier run of the same benchmark gave, for "all", 1.85 / 1.85 / 1.75 /
-1.30 / 1.88: the single-vector linearize product is not reliably faster than
-the graph on "all", while the (n, k) one is, by 20-30%.)
+On an idle machine (2026-11-22) the graph product on "all" was 1.91-1.93×
+and PyHessian's 1.82×. A single-vector product is not reliably faster with
+``"linearize"`` than with the graph on "all" (1.75-2.48× over four runs);
+the vmapped (n, k) one is, by 30-45%.
 
 All methods give the same numbers up to rounding (tested against
 ``torch.func.hessian`` in float64 to 1e-10).
@@ -596,19 +599,39 @@ class HessianOperator:
         self.method = "linearize"
         self._auto = False
 
+    def _switch_pays(self, products: int) -> bool:
+        """``method="auto"``: whether linearized maps pay for ``products`` multi-column products."""
+        return (
+            self._auto
+            and products >= _AUTO_SWITCH_PRODUCTS
+            and self._batched_ok
+            and self.device.type == "cpu"
+        )
+
+    def plan(self, products: int) -> None:
+        """Announce that about ``products`` more products follow, in multi-column batches.
+
+        With ``method="auto"``, an operator that would switch to linearized
+        maps during that work switches now, instead of after its first 100
+        double-backward products. :func:`~renyilib.lanczos.slq` calls this with
+        ``num_probes × lanczos_steps`` when it advances several probes together.
+        Other methods ignore it.
+
+        Args:
+            products: Expected number of further Hessian-vector products (≥ 0).
+        """
+        if isinstance(products, bool) or not isinstance(products, int) or products < 0:
+            raise ValueError(f"products: expected a non-negative int, got {products!r}")
+        if self._switch_pays(self.num_matvecs + products):
+            self._switch_to_linearize()
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V`` of shape ``(n, k)``."""
         V, _ = self._check_vector(V)
         out = torch.zeros_like(V)
         if V.shape[1] == 0:
             return out
-        if (
-            self._auto
-            and V.shape[1] > 1
-            and self.num_matvecs + V.shape[1] >= _AUTO_SWITCH_PRODUCTS
-            and self._batched_ok
-            and self.device.type == "cpu"
-        ):
+        if V.shape[1] > 1 and self._switch_pays(self.num_matvecs + V.shape[1]):
             self._switch_to_linearize()
         for b in range(len(self._batches)):
             weight = self._sizes[b] / self.num_samples
@@ -641,6 +664,8 @@ class HessianOperator:
         Symmetrized as ``(H + Hᵀ)/2`` to remove rounding asymmetry.
         """
         n = self.shape[0]
+        if min(chunk, n) > 1:
+            self.plan(n)
         cols = []
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)

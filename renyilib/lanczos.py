@@ -1045,6 +1045,11 @@ def slq(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError("generator: expected a torch.Generator")
     Z = probe_vectors(n, num_probes, seed, probe, generator)  # float64 CPU, unit columns
+    plan = getattr(op, "plan", None)
+    if probe_batch > 1 and callable(plan):
+        # A HessianOperator with method="auto" switches to linearized maps now when
+        # these products would make it switch anyway (see renyilib.hessian).
+        plan(num_probes * min(lanczos_steps, n))
     exact = np.zeros(0)
     exact_res = np.zeros(0)
     D = None

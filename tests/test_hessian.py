@@ -18,6 +18,7 @@ from torch import nn
 
 import renyilib.hessian as hessian_mod
 from renyilib.hessian import hessian_operator, layer_blocks
+from renyilib.lanczos import slq
 
 ATOL = 1e-10
 CE = nn.CrossEntropyLoss()
@@ -249,6 +250,23 @@ def test_auto_method_switches_to_linearize(mlp_data):
     assert [lin is not None for lin in op._lins] == [True, True, False]
     torch.testing.assert_close(op @ V, ref @ V, atol=ATOL, rtol=0)
     torch.testing.assert_close(op.to_dense(), ref, atol=ATOL, rtol=0)
+    # plan(): an operator told that 100 products follow switches before the first one
+    # (slq does this), and only where the products would have switched it anyway.
+    op_p = hessian_operator(model, CE, mlp_data)
+    op_p.plan(99)
+    assert op_p.method == "graph"
+    op_p.plan(100)
+    assert op_p.method == "linearize" and op_p.num_matvecs == 0
+    torch.testing.assert_close(op_p @ V, ref @ V, atol=ATOL, rtol=0)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="products"):
+            op_p.plan(bad)
+    op_s = hessian_operator(model, CE, mlp_data)
+    slq(op_s, 10, 10, seed=0, probe_batch=10, progress=False)
+    assert op_s.method == "linearize"
+    op_s = hessian_operator(model, CE, mlp_data)
+    slq(op_s, 10, 10, seed=0, probe_batch=1, progress=False)  # single vectors: no plan
+    assert op_s.method == "graph"
     # Columns that are not vmapped (large blocks or inputs) stay on the graph method:
     # one linearized product alone is not faster than the graph's.
     op_l = hessian_operator(model, CE, mlp_data, batched=False)  # "auto" is the default
