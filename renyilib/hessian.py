@@ -41,7 +41,7 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
     a time. The linearized maps are kept within the same ``cache_samples``
     budget (on the reference workload they hold about 5 forward passes' layer
     outputs for "all", 9.5 MB for 512 digits); batches beyond it use the
-    ``"jvp"`` product, because linearizing again would cost 50-95 gradients per
+    ``"jvp"`` product, because linearizing again would cost 60-100 gradients per
     product. Eval mode only. The tracing is renyilib's own
     (``_linearized_map``): ``torch.func.linearize`` of torch 2.14 writes into
     its folded constants when an in-place op (``x += pos_embedding`` in
@@ -60,7 +60,7 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
     to ``"linearize"`` at the first multi-column product that brings the
     operator's count of products to 100 (SLQ with many probes, dense Hessians,
     Hutchinson traces); single-vector products (power iteration, one Lanczos
-    run) never switch. Linearizing costs 50-95 gradients once and saves
+    run) never switch. Linearizing costs 60-100 gradients once and saves
     0.3-1.1 gradients per column of an ``(n, k)`` product, so it pays after
     70-140 columns. It stays on ``"graph"`` where that gain was not measured
     or does not hold: a model in train mode (``allow_train_mode=True``),
@@ -140,7 +140,7 @@ _BATCHED_MAX_INPUT = 2**18
 _BATCHED_CHUNK = 32
 #: ``method="auto"`` switches from "graph" to "linearize" at the first multi-column
 #: product that brings the operator's products past this count. Linearizing costs
-#: 50-95 gradients once and then saves 0.3-1.1 gradients per column of an (n, k)
+#: 60-100 gradients once and then saves 0.3-1.1 gradients per column of an (n, k)
 #: product: break-even at 70-140 columns on the reference workload (bench_hvp.py).
 _AUTO_SWITCH_PRODUCTS = 100
 #: Largest relative difference between a linearized and a forward-over-reverse
