@@ -59,7 +59,9 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
     ``"graph"`` first (cheap to build: about one gradient per batch), switched
     to ``"linearize"`` at the first multi-column product that brings the
     operator's count of products to 100 (SLQ with many probes, dense Hessians,
-    Hutchinson traces); single-vector products (power iteration, one Lanczos
+    Hutchinson traces), or before its first product when the caller announces
+    that many (:meth:`HessianOperator.plan`; ``slq`` and ``to_dense`` do);
+    single-vector products (power iteration, one Lanczos
     run) never switch. Linearizing costs 60-100 gradients once and saves
     0.3-1.1 gradients per column of an ``(n, k)`` product, so it pays after
     70-140 columns. It stays on ``"graph"`` where that gain was not measured
