@@ -74,28 +74,29 @@ Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
 
 Measured with ``benchmarks/bench_hvp.py`` (reference workload: digits CNN
 with 2,154 parameters, 512 digits, float32; one thread, process CPU time,
-best of 10 interleaved rounds; 2026-11-23, while two training processes
-shared the 2 cores, so about ±15%), time per product in units of one plain
-gradient of the same block, for the blocks features.0 / features.2 /
-features.4 / fc / all (36, 288, 1,152, 640, 2,154 parameters):
+best of 10 interleaved rounds; 2026-11-23, the other core busy with a report
+build, so about ±10%), time per product in units of one plain gradient of
+the same block, for the blocks features.0 / features.2 / features.4 / fc /
+all (36, 288, 1,152, 640, 2,154 parameters):
 
 ==========================================  =====  =====  =====  =====  =====
 method                                      f.0    f.2    f.4    fc     all
 ==========================================  =====  =====  =====  =====  =====
-``"graph"``, ``op @ v``                     1.14   1.70   1.12   0.22   2.27
-``"graph"``, ``op @ V`` (k = 10)            1.10   1.63   0.93   0.08   2.03
-``"linearize"``, ``op @ v``                 1.03   1.01   0.75   0.31   1.93
-``"linearize"``, ``op @ V`` (k = 10)        0.73   0.66   0.27   0.09   1.16
-``"jvp"``, ``op @ V`` (k = 10)              0.93   1.03   0.61   0.29   1.36
-default ``"auto"``, switched, k = 10        0.71   0.64   0.28   0.07   1.26
-linearize set-up (one-off)                  51     78     107    80     64
-PyHessian ``hessian_vector_product``        1.16   1.77   1.12   0.17   2.25
+``"graph"``, ``op @ v``                     1.32   1.75   1.11   0.24   1.92
+``"graph"``, ``op @ V`` (k = 10)            1.26   1.62   0.94   0.08   1.88
+``"linearize"``, ``op @ v``                 1.14   1.06   0.74   0.32   1.80
+``"linearize"``, ``op @ V`` (k = 10)        0.84   0.64   0.30   0.09   1.10
+``"jvp"``, ``op @ V`` (k = 10)              1.10   0.91   0.57   0.31   1.31
+default ``"auto"``, switched, k = 10        0.83   0.69   0.28   0.08   1.12
+linearize set-up with guard (one-off)       88     102    96     79     59
+PyHessian ``hessian_vector_product``        1.35   1.83   1.09   0.18   1.94
 ==========================================  =====  =====  =====  =====  =====
 
-On an idle machine (2026-11-22) the graph product on "all" was 1.91-1.93×
-and PyHessian's 1.82×. A single-vector product is not reliably faster with
-``"linearize"`` than with the graph on "all" (1.75-2.48× over four runs);
-the vmapped (n, k) one is, by 30-45%.
+(set-up: ``benchmarks/bench_profile.py``, idle machine.) In a run on a busy
+machine the graph product on "all" was 2.27× and the switched default's
+1.26×. A single-vector product is not reliably faster with ``"linearize"``
+than with the graph on "all" (1.75-2.48× over five runs); the vmapped
+(n, k) one is, by 30-45%.
 
 All methods give the same numbers up to rounding (tested against
 ``torch.func.hessian`` in float64 to 1e-10).
