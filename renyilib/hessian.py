@@ -728,8 +728,7 @@ def _linearized_map(
 
     primals = tuple(primals)
     output = func(*primals)
-    flat_out, out_spec = torch.utils._pytree.tree_flatten(output)
-    del flat_out
+    out_spec = torch.utils._pytree.tree_flatten(output)[1]
 
     def trace(*tangents: torch.Tensor) -> list[torch.Tensor]:
         with fwad.dual_level():
