@@ -120,8 +120,22 @@ def _cmd_table(args: argparse.Namespace) -> int:
     from renyilib.io import atomic_write
 
     task = args.task[0] if args.task else None
+    configs = None
+    if args.profile is not None:
+        if args.task is None or len(args.task) != 1:
+            print("error: --profile needs exactly one --task", file=sys.stderr)
+            return 2
+        try:
+            configs = zoo.grid(task, args.profile, config_path=args.config)
+        except KeyError as e:
+            print(f"error: --profile: {e.args[0]}", file=sys.stderr)
+            return 2
     df = zoo.table(
-        args.out, task, measures=args.measures, include_unfinished=args.include_unfinished
+        args.out,
+        task,
+        configs=configs,
+        measures=args.measures,
+        include_unfinished=args.include_unfinished,
     )
     if args.csv:
         atomic_write(args.csv, lambda tmp: df.to_csv(tmp, index=False))
@@ -254,6 +268,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="write CSV here instead of printing")
     p.add_argument("--measures", action="store_true", help="add cached measures as columns")
     p.add_argument("--include-unfinished", action="store_true", help="list failed/missing too")
+    p.add_argument(
+        "--profile",
+        default=None,
+        choices=PROFILES,
+        help="only the runs of this profile's grid (one --task)",
+    )
     return parser
 
 

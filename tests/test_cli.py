@@ -74,6 +74,14 @@ def test_list_run_index_status_table(env, tmp_path, capsys):
     assert len(df) == 4 and {"lr", "batch_size", "gap", "converged"} <= set(df.columns)
     assert sorted(df.lr) == [0.001, 0.003, 0.01, 0.05]
 
+    # --profile keeps only the runs of that profile's grid (other grids share the folder)
+    assert main(["zoo", "table", *env, "--profile", "smoke", "--csv", str(csv)]) == 0
+    assert len(pd.read_csv(csv)) == 4
+    assert main(["zoo", "table", *env, "--profile", "cpu"]) == 2  # not in this test's config
+    assert "has no profile 'cpu'" in capsys.readouterr().err
+    assert main(["zoo", "table", "--out", env[3], "--profile", "smoke"]) == 2
+    assert "--profile needs exactly one --task" in capsys.readouterr().err
+
 
 def test_failed_run_gives_nonzero_exit(env, monkeypatch, capsys):
     def broken(*args, **kwargs):
