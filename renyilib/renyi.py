@@ -243,7 +243,7 @@ def renyi_sharpness(
         quadrature: ``"gauss"`` (Algorithm 1) or ``"radau"`` (node prescribed at 0;
             smaller bias for α < 1 on rank-deficient blocks, see :func:`slq`).
         hessian_method: ``"auto"`` (default: the double-backward graph, switched to
-            ``torch.func.linearize``-d products once a block has had 100 products),
+            linearized gradient maps for blocks that get 100 or more batched products),
             ``"graph"``, ``"linearize"`` or ``"jvp"``; see :mod:`renyilib.hessian`.
         allow_train_mode: Passed to :func:`~renyilib.hessian.hessian_operator`.
         example_input: Optional input for forward-order layer blocks.
