@@ -766,9 +766,7 @@ def _linearized_map(
     def jvp_fn(*tangents: torch.Tensor) -> Any:
         if len(tangents) != len(primals):
             raise ValueError(f"expected {len(primals)} tangents, got {len(tangents)}")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*get_attr Node with no underlying")
-            return torch.utils._pytree.tree_unflatten(list(folded(*tangents)), out_spec)
+        return torch.utils._pytree.tree_unflatten(list(folded(*tangents)), out_spec)
 
     return output, jvp_fn
 
