@@ -30,8 +30,9 @@ They differ only in :math:`\epsilon`:
   :math:`\alpha = 1`. For :math:`\alpha > 1` this is an ascent step along
   :math:`g` as in SAM; Algorithm 2 prints :math:`\epsilon` without the leading
   minus, Eqs. 11-12 fix the sign used here (``../shared/papers/README.md``).
-  At :math:`\alpha = 1` we take the limit :math:`\alpha \to 1^+`
-  (:math:`\mathrm{sign}(1-\alpha) := -1`). The size of this :math:`\epsilon` is
+  :math:`\alpha = 1` is refused (``ValueError``): there
+  :math:`\sum_j g_j^2/(\sum_j g_j^2) = 1` is constant, so the regularizer is void and
+  :math:`\mathrm{sign}(1-\alpha) = 0` would silently leave the base optimizer. The size of this :math:`\epsilon` is
   not fixed: :math:`\|\epsilon\|_2 \approx \rho / \|g\|_2` near :math:`\alpha = 1`,
   so it *grows* as the gradient shrinks. The option ``radius="fixed"`` uses
 
@@ -41,8 +42,8 @@ They differ only in :math:`\epsilon`:
   the maximizer of :math:`g^\top \epsilon` over the ball
   :math:`\|\epsilon\|_p \le \rho` with :math:`p = 2\alpha/(2\alpha-1)`, the dual
   exponent of :math:`q = 2\alpha`. Its :math:`\ell_p` norm is exactly
-  :math:`\rho` (not its :math:`\ell_{2\alpha}` norm), and at :math:`\alpha = 1`
-  it is SAM's perturbation.
+  :math:`\rho` (not its :math:`\ell_{2\alpha}` norm); as :math:`\alpha \to 1^+` it
+  tends to SAM's perturbation.
 
 Usage, as in the common SAM implementation::
 
@@ -486,8 +487,8 @@ class RSAM(_TwoPassOptimizer):
     ``radius="paper"`` (default): :math:`\epsilon = s\rho\,\mathrm{sign}(g)|g|^{2\alpha-1}
     / \|g\|_2^{2\alpha}`; ``radius="fixed"``: :math:`\epsilon = s\rho\,\mathrm{sign}(g)
     |g|^{2\alpha-1} / \|g\|_{2\alpha}^{2\alpha-1}` with :math:`\|\epsilon\|_p = \rho`,
-    :math:`p = 2\alpha/(2\alpha-1)`. Here :math:`s = -\mathrm{sign}(1-\alpha)`, with
-    :math:`s = +1` at :math:`\alpha = 1` (the limit from above; then ``"fixed"`` is SAM).
+    :math:`p = 2\alpha/(2\alpha-1)`. Here :math:`s = -\mathrm{sign}(1-\alpha)`;
+    :math:`\alpha = 1` is refused (:math:`s = 0` there: no perturbation at all).
     Norms and sums run over all parameters together (one global regularizer, Sec. 6.1).
     Both are computed from :math:`u = g/\|g\|_2` (:math:`\epsilon = s\rho\,\mathrm{sign}(u)
     |u|^{2\alpha-1}/\|g\|_2` resp. :math:`s\rho\,\mathrm{sign}(u)|u|^{2\alpha-1}/
@@ -498,7 +499,8 @@ class RSAM(_TwoPassOptimizer):
         params: Parameters or parameter groups.
         base_optimizer: Optimizer class stepping with the perturbed gradient.
         rho: :math:`\rho \ge 0` (Tables 4-6: 0.65-1.25).
-        alpha: Rényi order :math:`\alpha > 0` (Tables 4-6: 1.1, 1.2); ``>= 0.5`` for ``"fixed"``.
+        alpha: Rényi order :math:`\alpha > 0`, :math:`\alpha \ne 1` (Tables 4-6: 1.1, 1.2);
+            ``>= 0.5`` for ``"fixed"``.
         radius: ``"paper"`` (Eq. 11) or ``"fixed"`` (the :math:`\ell_p`-ball maximizer).
         sgd_epochs: Plain-SGD epochs before RSAM (Algorithm 2's :math:`e_1`; 5 or 20 in the paper).
         switch_accuracy: Switch as soon as validation top-1 exceeds this fraction (0.30 on TinyImageNet).
@@ -516,6 +518,12 @@ class RSAM(_TwoPassOptimizer):
         **kwargs: Any,
     ) -> None:
         _check_alpha(alpha)
+        if alpha == 1:
+            raise ValueError(
+                "alpha (Rényi order) must differ from 1 for RSAM: sign(1 - alpha) = 0 makes the "
+                "perturbation (Eq. 11) vanish and RSAM the base optimizer; use SAM, or alpha "
+                "such as 1.1 or 0.9"
+            )
         if radius not in ("paper", "fixed"):
             raise ValueError(f"radius must be 'paper' (Eq. 11) or 'fixed', got {radius!r}")
         if radius == "fixed" and alpha < 0.5:
@@ -528,8 +536,8 @@ class RSAM(_TwoPassOptimizer):
 
     @property
     def sign(self) -> float:
-        """:math:`s = -\\mathrm{sign}(1-\\alpha)` with :math:`s(1) = +1`."""
-        return 1.0 if self.alpha >= 1 else -1.0
+        """:math:`s = -\\mathrm{sign}(1-\\alpha)` (:math:`\\alpha \\ne 1`)."""
+        return 1.0 if self.alpha > 1 else -1.0
 
     @property
     def dual_exponent(self) -> float:

@@ -198,14 +198,29 @@ def test_rsam_fixed_radius_has_dual_norm_rho(alpha):
         assert float(g @ e) == pytest.approx(bound, rel=RTOL)
 
 
-def test_rsam_fixed_radius_equals_sam_at_alpha_one():
+def test_rsam_fixed_radius_tends_to_sam_as_alpha_tends_to_one():
+    """alpha -> 1+: the l_p-ball maximizer tends to SAM's eps = rho g/||g|| (error O(alpha - 1))."""
     gen = torch.Generator().manual_seed(5)
     g = torch.randn(40, generator=gen, dtype=DT)
     p = nn.Parameter(torch.randn(40, generator=gen, dtype=DT))
     p.grad = g.clone()
-    e_r = _eps(RSAM([p], torch.optim.SGD, rho=0.05, alpha=1.0, radius="fixed", lr=0.0), p)
     e_s = _eps(SAM([p], torch.optim.SGD, rho=0.05, lr=0.0), p)
-    torch.testing.assert_close(e_r, e_s, rtol=RTOL, atol=1e-18)
+    for d in (1e-4, 1e-8):
+        p.grad = g.clone()
+        e_r = _eps(RSAM([p], torch.optim.SGD, rho=0.05, alpha=1.0 + d, radius="fixed", lr=0.0), p)
+        # |u|^(2d) = 1 + 2d log|u| + ...: relative deviation of order 2d |log|u||, below 50 d here.
+        assert float((e_r - e_s).norm() / e_s.norm()) < 50 * d
+
+
+@pytest.mark.parametrize("radius", ["paper", "fixed"])
+@pytest.mark.parametrize("alpha", [1, 1.0])
+def test_rsam_refuses_alpha_one(alpha, radius):
+    """sign(1 - alpha) = 0 at alpha = 1 would make RSAM the base optimizer: refused."""
+    p = [nn.Parameter(torch.zeros(3, dtype=DT))]
+    with pytest.raises(ValueError, match="alpha.*differ from 1"):
+        RSAM(p, torch.optim.SGD, rho=0.1, alpha=alpha, radius=radius, lr=0.1)
+    with pytest.raises(ValueError, match="alpha.*differ from 1"):
+        build_optimizer("rsam", nn.Linear(2, 2), lr=0.1, alpha=1.0)
 
 
 def test_rsam_paper_radius_grows_as_gradient_shrinks():
@@ -537,7 +552,7 @@ def test_build_optimizer(name, cls, kw):
 
 
 def test_build_optimizer_config_dict_form():
-    """The form renyilib.train uses: build_optimizer(name, model, params, config)."""
+    """The form renyilib.experiments.train uses: build_optimizer(name, model, params, config)."""
     model = _mlp()
     params = [p for p in model.parameters() if p.requires_grad]
     cfg = {"lr": 0.05, "momentum": 0.8, "weight_decay": 1e-4, "rho": 0.6, "alpha": 1.1}
