@@ -24,7 +24,7 @@ report: notebooks book
 	@echo "Report ($(PROFILE) profile): $(abspath book/_build/html/index.html)"
 
 notebooks: $(STAMP)
-	$(BIN)/python -m renyilib.report --profile $(PROFILE) --notebooks $(NOTEBOOKS) --dst $(GENERATED)
+	$(BIN)/python -m renyilib.experiments.report --profile $(PROFILE) --notebooks $(NOTEBOOKS) --dst $(GENERATED)
 
 book: $(STAMP)
 	rm -rf book/_build

@@ -55,8 +55,8 @@ from workload import (
     set_clock,
 )
 
+from renyilib.experiments.io import atomic_write, write_json
 from renyilib.hessian import hessian_operator
-from renyilib.io import atomic_write, write_json
 from renyilib.lanczos import SpectralQuadrature, slq
 from renyilib.renyi import renyi_sharpness
 

@@ -53,8 +53,8 @@ from workload import (
     set_clock,
 )
 
+from renyilib.experiments.io import atomic_write, write_json
 from renyilib.hessian import hessian_operator
-from renyilib.io import atomic_write, write_json
 from renyilib.lanczos import slq
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import ROOT, compare, machine_info
 
-from renyilib.config import default_device
-from renyilib.io import atomic_write, write_json
-from renyilib.models import build_model
+from renyilib.experiments.config import default_device
+from renyilib.experiments.io import atomic_write, write_json
+from renyilib.experiments.models import build_model
 from renyilib.optim import build_optimizer
 
 RESULTS = ROOT / "benchmarks" / "results"

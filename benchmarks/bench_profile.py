@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import CLOCK, ROOT, Workload, clock, compare, load_workload, machine_info, set_clock
 
+from renyilib.experiments.io import atomic_write, write_json
 from renyilib.hessian import hessian_operator
-from renyilib.io import atomic_write, write_json
 from renyilib.renyi import PAPER_ALPHAS, renyi_sharpness
 
 RESULTS = ROOT / "benchmarks" / "results"

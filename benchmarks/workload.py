@@ -1,6 +1,6 @@
 """The reference workload shared by every benchmark.
 
-A small CNN (``renyilib.models`` "digits-cnn" at width 0.5: 2,154 parameters)
+A small CNN (``renyilib.experiments.models`` "digits-cnn" at width 0.5: 2,154 parameters)
 trained briefly (300 Adam steps, fixed seed) on 512 scikit-learn digits, so that its loss-Hessian spectrum looks like a trained
 network's (a few large outliers, a bulk, many near-zero and some negative
 eigenvalues). The exact eigenvalues of every parameter block (each layer's
@@ -30,11 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from renyilib import models  # noqa: E402
-from renyilib.config import cache_dir, seed_everything  # noqa: E402
-from renyilib.data import load_data  # noqa: E402
+from renyilib.experiments import models  # noqa: E402
+from renyilib.experiments.config import cache_dir, seed_everything  # noqa: E402
+from renyilib.experiments.data import load_data  # noqa: E402
+from renyilib.experiments.io import (  # noqa: E402
+    atomic_write,
+    code_version,
+    config_hash,
+    write_json,
+)
 from renyilib.hessian import layer_blocks  # noqa: E402
-from renyilib.io import atomic_write, code_version, config_hash, write_json  # noqa: E402
 
 #: The workload configuration; its hash keys the cache of trained weights and spectra.
 CONFIG: dict = {
@@ -54,7 +59,7 @@ FRONTIER_ALPHAS = (0.5, 1.5, 2.0)
 
 
 def build_model(cfg: dict) -> nn.Module:
-    """``renyilib.models.build_model("digits-cnn", width=cfg["width"])``, seeded, in eval mode."""
+    """``renyilib.experiments.models.build_model("digits-cnn", width=cfg["width"])``, seeded, in eval mode."""
     torch.manual_seed(cfg["seed"])
     model = models.build_model(
         cfg["model"], num_classes=10, in_channels=1, image_size=8, width=cfg["width"]

@@ -1,46 +1,31 @@
 """renyilib: Rényi sharpness of loss-Hessian spectra, RSAM and the SAM family.
 
-The flat public API is re-exported here (see ``__all__``); every name also
-lives in the module named for its concept:
+The core library measures any model and knows nothing of zoos, profiles or
+files. Its flat public API is re-exported here (see ``__all__``); every name
+also lives in the module named for its concept:
 
-========================  ====================================================
-``renyilib.hessian``      Hessian(-vector) operators of parameter blocks
-``renyilib.lanczos``      Lanczos, stochastic Lanczos quadrature (SLQ)
-``renyilib.renyi``        Rényi entropy (exact and SLQ), ``renyi_sharpness``
-``renyilib.measures``     baseline sharpness measures
-``renyilib.correlation``  Kendall τ, α sweeps and selection, spectral types
-``renyilib.bounds``       the paper's generalization bounds
-``renyilib.theory``       invariance and global-vs-layer-wise checks
-``renyilib.optim``        SAM, ASAM, EigenSAM, RSAM
-``renyilib.data``         datasets; ``renyilib.models`` architectures
-``renyilib.train``        the training loop; ``renyilib.zoo`` the model zoo
-``renyilib.table1``       the Table 1 runner (methods × tasks × seeds)
-``renyilib.plots``        the figure styles of the book
-========================  ====================================================
+==========================  ==================================================
+``renyilib.hessian``        Hessian(-vector) operators of parameter blocks
+``renyilib.lanczos``        Lanczos, stochastic Lanczos quadrature (SLQ)
+``renyilib.renyi``          Rényi entropy of a spectral measure, ``renyi_sharpness``
+``renyilib.measures``       baseline sharpness measures
+``renyilib.statistics``     Kendall τ, α sweeps and selection, spectral types
+``renyilib.bounds``         the paper's generalization bounds
+``renyilib.theory``         invariance and global-vs-layer-wise checks
+``renyilib.optim``          SAM, ASAM, EigenSAM, RSAM
+``renyilib.plots``          spectral densities and the book's figure styles
+==========================  ==================================================
+
+The paper's experiments (datasets, models, training, zoos, Table 1, the
+report and the ``renyilib`` command) live in :mod:`renyilib.experiments`,
+which uses the core; the core never imports it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from renyilib.config import (
-    cache_dir,
-    data_root,
-    default_device,
-    load_profile,
-    seed_everything,
-)
-from renyilib.correlation import (
-    alpha_sweep,
-    best_alpha,
-    correlation_table,
-    kendall_tau,
-    spectral_type,
-    split_selection,
-)
-from renyilib.data import DataBundle, load_data, sharpness_subset
 from renyilib.hessian import HessianOperator, hessian_operator, layer_blocks
-from renyilib.io import code_version, config_hash
 from renyilib.lanczos import SpectralQuadrature, slq, top_eigenpair, top_eigenpairs
 from renyilib.measures import (
     asam_sharpness,
@@ -52,51 +37,81 @@ from renyilib.measures import (
     param_norm,
     sam_sharpness,
 )
-from renyilib.models import build_model, count_parameters
 from renyilib.optim import ASAM, RSAM, SAM, EigenSAM, build_optimizer
 from renyilib.renyi import PAPER_ALPHAS, renyi_entropy, renyi_sharpness
-from renyilib.train import TrainConfig, TrainResult
+from renyilib.statistics import (
+    alpha_sweep,
+    best_alpha,
+    correlation_table,
+    kendall_tau,
+    spectral_type,
+    split_selection,
+)
+
+#: Names that lived at the top level before the experiments layer moved to
+#: :mod:`renyilib.experiments`; they still resolve (lazily, with a
+#: DeprecationWarning) for one release.
+_MOVED = {
+    "cache_dir": "renyilib.experiments.config",
+    "data_root": "renyilib.experiments.config",
+    "default_device": "renyilib.experiments.config",
+    "load_profile": "renyilib.experiments.config",
+    "seed_everything": "renyilib.experiments.config",
+    "DataBundle": "renyilib.experiments.data",
+    "load_data": "renyilib.experiments.data",
+    "sharpness_subset": "renyilib.experiments.data",
+    "code_version": "renyilib.experiments.io",
+    "config_hash": "renyilib.experiments.io",
+    "build_model": "renyilib.experiments.models",
+    "count_parameters": "renyilib.experiments.models",
+    "TrainConfig": "renyilib.experiments.train",
+    "TrainResult": "renyilib.experiments.train",
+}
+
+
+def __getattr__(name: str):
+    """Resolve a name that moved to :mod:`renyilib.experiments` (PEP 562), with a warning."""
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        module = _MOVED[name]
+        warnings.warn(
+            f"renyilib.{name} moved to {module}.{name}; the top-level name will be removed "
+            "in renyilib 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'renyilib' has no attribute {name!r}")
+
 
 __all__ = [
     "ASAM",
     "PAPER_ALPHAS",
     "RSAM",
     "SAM",
-    "DataBundle",
     "EigenSAM",
     "HessianOperator",
     "SpectralQuadrature",
-    "TrainConfig",
-    "TrainResult",
     "__version__",
     "alpha_sweep",
     "asam_sharpness",
     "best_alpha",
-    "build_model",
     "build_optimizer",
-    "cache_dir",
-    "code_version",
     "compute_measures",
-    "config_hash",
     "correlation_table",
-    "count_parameters",
-    "data_root",
-    "default_device",
     "fisher_rao_norm",
     "hessian_operator",
     "hessian_trace",
     "kendall_tau",
     "lambda_max",
     "layer_blocks",
-    "load_data",
-    "load_profile",
     "pacbayes",
     "param_norm",
     "renyi_entropy",
     "renyi_sharpness",
     "sam_sharpness",
-    "seed_everything",
-    "sharpness_subset",
     "slq",
     "spectral_type",
     "split_selection",

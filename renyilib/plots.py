@@ -50,7 +50,7 @@ def scatter_tau(
         x: Measure values (one per model).
         gap: Generalization gaps.
         title: Panel name (the layer or measure).
-        tau: τ to print (computed with :func:`renyilib.correlation.kendall_tau` if omitted).
+        tau: τ to print (computed with :func:`renyilib.statistics.kendall_tau` if omitted).
         hue: Optional per-model category (e.g. optimizer) for colours.
         xlabel: x-axis label (default: none).
         ylabel: y-axis label.
@@ -59,7 +59,7 @@ def scatter_tau(
     Returns:
         The τ shown.
     """
-    from renyilib.correlation import kendall_tau
+    from renyilib.statistics import kendall_tau
 
     x = np.asarray(x, dtype=float)
     gap = np.asarray(gap, dtype=float)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from renyilib.correlation import kendall_tau
+from renyilib.statistics import kendall_tau
 from renyilib.plots import density_plot, heatmap, scatter_grid, scatter_tau
 
 

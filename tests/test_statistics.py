@@ -1,4 +1,4 @@
-"""Tests of renyilib.correlation against hand-computed and planted answers."""
+"""Tests of renyilib.statistics (and the zoo measurement of renyilib.experiments.zoo_measure)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from renyilib.correlation import (
+from renyilib.statistics import (
     alpha_sweep,
     best_alpha,
     correlation_table,
@@ -233,8 +233,8 @@ def test_type_match_table_counts():
 
 def _tiny_zoo(out):
     """Six 2-epoch digits MLP runs (width 0.25) trained through the zoo runner."""
-    from renyilib import zoo
-    from renyilib.train import TrainConfig
+    from renyilib.experiments import zoo
+    from renyilib.experiments.train import TrainConfig
 
     configs = []
     for lr in (0.01, 0.1):
@@ -270,7 +270,8 @@ def _tiny_zoo(out):
 
 
 def test_measure_zoo_end_to_end_and_cached(tmp_path):
-    from renyilib.correlation import measure_zoo, spectral_types
+    from renyilib.experiments.zoo_measure import measure_zoo
+    from renyilib.statistics import spectral_types
 
     _tiny_zoo(tmp_path)
     renyi = {"num_probes": 3, "lanczos_steps": 5, "alphas": [0.5, 1.5, 2.0], "subset": 60}
@@ -306,7 +307,7 @@ def test_measure_zoo_end_to_end_and_cached(tmp_path):
 
 
 def test_pair_sign_tau_b_equals_scipy_with_ties():
-    from renyilib.correlation import _pair_signs, _tau_b_subsets
+    from renyilib.statistics import _pair_signs, _tau_b_subsets
 
     rng = np.random.default_rng(5)
     V = rng.integers(0, 4, size=(3, 15)).astype(float)  # many ties
@@ -368,7 +369,7 @@ def test_best_alpha_side_both_on_ties_and_match_excludes_them():
 
 
 def test_measure_settings_task_override_and_export_errors(tmp_path):
-    from renyilib.correlation import export_measurements, measure_settings
+    from renyilib.experiments.zoo_measure import export_measurements, measure_settings
 
     prof = {
         "zoo_profile": "cpu",
@@ -389,7 +390,7 @@ def test_measure_settings_task_override_and_export_errors(tmp_path):
 
 
 def test_renyi_block_list_changes_cache_key_only_when_given():
-    from renyilib.correlation import _renyi_config
+    from renyilib.experiments.zoo_measure import _renyi_config
 
     assert "blocks" not in _renyi_config({"num_probes": 3})
     assert "blocks" not in _renyi_config({"num_probes": 3, "blocks": "both"})
@@ -397,8 +398,9 @@ def test_renyi_block_list_changes_cache_key_only_when_given():
 
 
 def test_quadratures_table_round_trip_through_csv(tmp_path):
-    from renyilib.correlation import quadratures_from_table, quadratures_table, spectral_types
+    from renyilib.experiments.zoo_measure import quadratures_from_table, quadratures_table
     from renyilib.lanczos import slq
+    from renyilib.statistics import spectral_types
 
     A = _dense_with_spectrum(np.r_[np.linspace(0.1, 1.0, 30), 5.0, 9.0])
     quads = {

@@ -10,19 +10,19 @@
     renyilib zoo measure --task cifar10-resnet18 --profile cpu [--shard 0/2] [--export DIR]
     renyilib zoo export --task cifar10-resnet18 --profile cpu --dest data/results/cifar10-resnet18
 
-``run`` trains every unfinished run of the grid (:func:`renyilib.zoo.grid`) with
+``run`` trains every unfinished run of the grid (:func:`renyilib.experiments.zoo.grid`) with
 ``--jobs`` worker processes; ``--index I`` trains only the I-th config of the
 listed tasks' grids (in the order of ``zoo list``), one job-array element per
 config on a cluster. The data root is ``--data-root``, else ``$RENYI_DATA``,
 else ``data/``. ``status`` exits with 1 when any run failed.
 
 ``measure`` measures every finished run of the grid with the settings of the
-``correlation`` profile of the same name (:func:`renyilib.correlation.measure_settings`),
+``correlation`` profile of the same name (:func:`renyilib.experiments.zoo_measure.measure_settings`),
 cached per run; ``--shard K/N`` measures only the runs whose grid index is K
 modulo N, so N processes share the work. ``--export DIR`` then writes the
-measurement tables (:func:`renyilib.correlation.export_measurements`);
+measurement tables (:func:`renyilib.experiments.zoo_measure.export_measurements`);
 ``export`` writes the zoo table and training curves
-(:func:`renyilib.zoo.export_results`). The book renders a zoo too long for
+(:func:`renyilib.experiments.zoo.export_results`). The book renders a zoo too long for
 ``make report`` from these files.
 """
 
@@ -34,13 +34,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from renyilib.config import PROFILES
+from renyilib.experiments.config import PROFILES
 
 __all__ = ["main"]
 
 
 def _configs(args: argparse.Namespace) -> list[dict]:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     configs: list[dict] = []
     for task in args.task:
@@ -49,13 +49,13 @@ def _configs(args: argparse.Namespace) -> list[dict]:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     return zoo.profile_settings(args.task[0], args.profile, config_path=args.config)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     df = zoo.status(args.out, _configs(args))
     with pd.option_context("display.max_rows", None, "display.width", 200):
@@ -64,7 +64,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     configs = _configs(args)
     if args.index is not None:
@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     df = zoo.status(args.out, _configs(args))
     counts = df.groupby(["task", "status"]).size().unstack(fill_value=0)
@@ -108,7 +108,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(counts[["done", "missing", "failed"]].to_string())
     failed = df[df.status == "failed"]
     for _, row in failed.iterrows():
-        from renyilib.io import read_json
+        from renyilib.experiments.io import read_json
 
         err = read_json(Path(args.out) / row.task / row.hash / "error.json")["error"]
         print(f"failed [{row['index']}] {row.task}/{row.hash}: {err}")
@@ -116,8 +116,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from renyilib import zoo
-    from renyilib.io import atomic_write
+    from renyilib.experiments import zoo
+    from renyilib.experiments.io import atomic_write
 
     task = args.task[0] if args.task else None
     configs = None
@@ -148,8 +148,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from renyilib import zoo
-    from renyilib.correlation import export_measurements, measure_settings, measure_zoo
+    from renyilib.experiments import zoo
+    from renyilib.experiments.zoo_measure import export_measurements, measure_settings, measure_zoo
 
     if args.threads:
         import torch
@@ -200,7 +200,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from renyilib import zoo
+    from renyilib.experiments import zoo
 
     task = args.task[0]
     configs = zoo.grid(task, args.profile, config_path=args.config)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "zoo":
         if args.zoo_command != "table":
             for task in args.task:
-                from renyilib.zoo import TASKS
+                from renyilib.experiments.zoo import TASKS
 
                 if task not in TASKS:
                     print(

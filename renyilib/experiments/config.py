@@ -39,7 +39,7 @@ def find_config(start: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("RENYI_CONFIG")
     if env:
         return Path(env)
-    starts = [Path(start or Path.cwd()).resolve(), Path(__file__).resolve().parent.parent]
+    starts = [Path(start or Path.cwd()).resolve(), Path(__file__).resolve().parents[2]]
     for base in starts:
         for folder in [base, *base.parents]:
             candidate = folder / "_config.yml"

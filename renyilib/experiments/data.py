@@ -31,9 +31,9 @@ Datasets (:data:`DATASETS`):
   validation set is our test set).
 
 The data root is ``root``, else ``$RENYI_DATA``, else ``data/``
-(:func:`renyilib.config.data_root`). Nothing is downloaded unless
+(:func:`renyilib.experiments.config.data_root`). Nothing is downloaded unless
 ``download=True``. Image folders are decoded once and cached as ``uint8``
-tensors under :func:`renyilib.config.cache_dir` (keyed by dataset, split,
+tensors under :func:`renyilib.experiments.config.cache_dir` (keyed by dataset, split,
 source folder and a hash of the file list): CIFAR-10 decodes in about a minute on
 2 busy cores and then loads from the cache in about 3 s.
 
@@ -80,8 +80,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from renyilib.config import cache_dir, data_root
-from renyilib.io import atomic_write
+from renyilib.experiments.config import cache_dir, data_root
+from renyilib.experiments.io import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -155,7 +155,7 @@ DATASETS: dict[str, DatasetInfo] = {
         (3, 64, 64),
         "rotate-flip",
         "download http://cs231n.stanford.edu/tiny-imagenet-200.zip, unzip it and run "
-        "renyilib.data.prepare_tinyimagenet('tiny-imagenet-200', '<root>/tinyimagenet'), "
+        "renyilib.experiments.data.prepare_tinyimagenet('tiny-imagenet-200', '<root>/tinyimagenet'), "
         "or pass download=True",
     ),
 }
@@ -673,7 +673,7 @@ def load_image_folder(
     Classes are the sorted sub-folder names (label = index), files are sorted
     within a class (found recursively, so TinyImageNet's ``<wnid>/images/`` works).
     The decoded tensors are saved under ``cache`` (default
-    :func:`renyilib.config.cache_dir`; ``False`` disables caching) in a
+    :func:`renyilib.experiments.config.cache_dir`; ``False`` disables caching) in a
     ``.pt`` file loadable with ``weights_only=True``, named after ``name``,
     ``split`` and a hash of the resolved folder path and the file list (relative
     paths and sizes), so a changed folder is decoded again.
@@ -921,7 +921,7 @@ def load_data(
         seed: Seed of the subsets (the digits train/test split itself is fixed).
         download: Allow torchvision / the official URL to download a missing
             dataset into ``root``.
-        cache: Decoded-image cache folder (default :func:`renyilib.config.cache_dir`),
+        cache: Decoded-image cache folder (default :func:`renyilib.experiments.config.cache_dir`),
             ``False`` to disable.
         workers: Processes for the first decode of an image folder.
         progress: tqdm progress while decoding.

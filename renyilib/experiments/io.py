@@ -108,13 +108,13 @@ def code_version() -> str:
 
     ``renyilib.__version__`` plus the git commit (and ``-dirty`` when the tree has
     uncommitted changes) when the package runs from a git checkout. Read once
-    per process, when :mod:`renyilib.io` is imported (i.e. when the code is
+    per process, when :mod:`renyilib.experiments.io` is imported (i.e. when the code is
     loaded): a long run records the version it runs, not a commit made while
     it was running.
     """
     from renyilib import __version__
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],

@@ -1,6 +1,6 @@
 """Run independent jobs (training runs) in worker processes, one torch thread pool each.
 
-Used by :func:`renyilib.zoo.run_zoo` and :func:`renyilib.table1.run_table1`.
+Used by :func:`renyilib.experiments.zoo.run_zoo` and :func:`renyilib.experiments.table1.run_table1`.
 Workers are *spawned* (not forked: a forked process inherits torch's thread
 pools and, on a GPU machine, a CUDA context), each runs one job at a time, and
 a job that raises does not stop the others: its exception is returned in its

@@ -1,6 +1,6 @@
 """Run the book's notebooks with papermill and record how the report was built.
 
-``python -m renyilib.report --profile cpu`` executes every notebook of
+``python -m renyilib.experiments.report --profile cpu`` executes every notebook of
 ``notebooks/`` (in the order given) into ``book/generated/`` with the chosen
 profile, stops at the first notebook that raises (the book is never built from
 a broken chapter), and writes ``book/generated/build_info.md``: profile, code
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from renyilib.io import atomic_write, code_version
+from renyilib.experiments.io import atomic_write, code_version
 
 __all__ = ["run_notebooks"]
 

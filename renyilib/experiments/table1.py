@@ -16,20 +16,20 @@ training set by **the same search for every method**: the method's paper ρ
 times each of the same ``factors`` (SGD has no ρ and is trained once), one
 seed, best mean validation accuracy (ties: the smaller ρ).
 
-Runs follow the zoo's conventions (:mod:`renyilib.zoo`): each run is keyed by
+Runs follow the zoo's conventions (:mod:`renyilib.experiments.zoo`): each run is keyed by
 the hash of its full config and lives in ``<out>/<task>/<hash>/`` with
 ``config.json``, ``metrics.json`` (its presence marks the run finished; final
 metrics and per-epoch curves, including the mean and maximum
 :math:`\\|\\epsilon\\|_2` of the epoch read from
 ``optimizer.last_perturbation_norm``) and ``weights.pt``, all written
-atomically by :mod:`renyilib.io`; rerunning skips finished runs. The training
+atomically by :mod:`renyilib.experiments.io`; rerunning skips finished runs. The training
 loop is this module's own (it needs the perturbation norms per step and a
-validation split), built on :func:`renyilib.train.lr_at` and
-:func:`renyilib.train.evaluate`.
+validation split), built on :func:`renyilib.experiments.train.lr_at` and
+:func:`renyilib.experiments.train.evaluate`.
 
 Command line::
 
-    python -m renyilib.table1 --profile cpu [--tasks cifar10-resnet20] [--csv data/results/x.csv]
+    python -m renyilib.experiments.table1 --profile cpu [--tasks cifar10-resnet20] [--csv data/results/x.csv]
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from renyilib.config import default_device, load_profile, seed_everything
-from renyilib.io import (
+from renyilib.experiments.config import default_device, load_profile, seed_everything
+from renyilib.experiments.io import (
     atomic_write,
     code_version,
     config_hash,
@@ -59,9 +59,9 @@ from renyilib.io import (
     save_state_dict,
     write_json,
 )
+from renyilib.experiments.parallel import map_processes
+from renyilib.experiments.zoo import build_run_model  # one model builder for zoo and Table 1 runs
 from renyilib.optim import build_optimizer
-from renyilib.parallel import map_processes
-from renyilib.zoo import build_run_model  # one model builder for zoo and Table 1 runs
 
 __all__ = [
     "METHODS",
@@ -261,7 +261,7 @@ _BUNDLES: dict[str, Any] = {}
 
 def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> Any:
     """The run's DataBundle; for tuning runs the test split is the held-out validation split."""
-    from renyilib.data import DataBundle, load_data, stratified_indices
+    from renyilib.experiments.data import DataBundle, load_data, stratified_indices
 
     d = config["data"]
     key = config_hash({"dataset": config["dataset"], "data": d, "root": str(root)})
@@ -333,7 +333,7 @@ def train_run(
         ``seconds`` and ``curves`` per epoch (``epoch, lr, batch_loss, train_loss,
         train_acc, eval_loss, eval_acc, eps_mean, eps_max, perturbed``).
     """
-    from renyilib.train import evaluate, lr_at
+    from renyilib.experiments.train import evaluate, lr_at
 
     dev = default_device(device)
     t = config["train"]
@@ -446,7 +446,7 @@ def run(
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> nn.Module:
     """The trained model of a finished run folder (weights loaded with ``weights_only=True``)."""
-    from renyilib.io import load_state_dict
+    from renyilib.experiments.io import load_state_dict
 
     config = read_json(Path(path) / "config.json")["config"]
     model = build_run_model(config)
@@ -570,7 +570,7 @@ def load_paper_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
     garbled are empty (NaN) with the reason in ``note``.
     """
     if path is None:
-        path = Path(__file__).resolve().parent.parent / "book" / "reference" / "paper_table1.csv"
+        path = Path(__file__).resolve().parents[2] / "book" / "reference" / "paper_table1.csv"
     return pd.read_csv(path, comment="#", dtype={"note": str})
 
 
@@ -619,7 +619,7 @@ def run_table1(
         out: Run folder root.
         tasks: Subset of the profile's ``tasks``.
         data_root, device, progress: As in :func:`train_run`.
-        jobs: Worker processes (:func:`renyilib.parallel.map_processes`); the
+        jobs: Worker processes (:func:`renyilib.experiments.parallel.map_processes`); the
             tuning runs of a task finish before its final runs start.
         threads: torch threads per worker (``None``: leave as is).
 
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(
             f"{args.csv}.meta.json",
             {
-                "command": ["python", "-m", "renyilib.table1", *(argv or sys.argv[1:])],
+                "command": ["python", "-m", "renyilib.experiments.table1", *(argv or sys.argv[1:])],
                 "settings": prof,
                 "tasks": tasks,
                 "tuned_rho": res["rhos"],

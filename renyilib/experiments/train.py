@@ -1,6 +1,6 @@
 """The training loop of the model zoo (Appendix G.3.1) and of the SAM family (G.3.2).
 
-One function, :func:`train`, trains a model on a :class:`renyilib.data.DataBundle`
+One function, :func:`train`, trains a model on a :class:`renyilib.experiments.data.DataBundle`
 with a :class:`TrainConfig` and returns a :class:`TrainResult`:
 
 * optimizers: SGD with momentum 0.9, Adam, and the sharpness-aware family of
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from renyilib.config import default_device
+from renyilib.experiments.config import default_device
 
 __all__ = [
     "CONVERGED_TRAIN_ACC",
@@ -339,10 +339,10 @@ def train(
 
     Args:
         model: The network (already initialized; the zoo seeds its init).
-        data: A :class:`renyilib.data.DataBundle` (``batches(split, batch_size,
+        data: A :class:`renyilib.experiments.data.DataBundle` (``batches(split, batch_size,
             shuffle=, augment=, generator=, device=)``, ``train_y``).
         config: A :class:`TrainConfig` or its dict.
-        device: Device; default :func:`renyilib.config.default_device`.
+        device: Device; default :func:`renyilib.experiments.config.default_device`.
         progress: Show a tqdm bar over epochs.
         eval_batch_size: Batch size of the evaluation passes (no effect on results).
         eval_every: Evaluate train/test metrics every this many epochs (the

@@ -8,11 +8,11 @@ hyper-parameter grid. The paper's grid (Appendix G.3.1: SGD with lr
 and ``smoke`` profiles shrink epochs, data and grid. All profiles live in the
 top-level ``_config.yml`` under ``experiments: zoo:`` (:func:`grid`).
 
-Layout of a zoo folder (every file written atomically by :mod:`renyilib.io`)::
+Layout of a zoo folder (every file written atomically by :mod:`renyilib.experiments.io`)::
 
     <out>/<task>/<run-hash>/
-        config.json     the run config (hashed by renyilib.io.config_hash) + code version
-        metrics.json    final record + per-epoch curves (renyilib.train.TrainResult);
+        config.json     the run config (hashed by renyilib.experiments.io.config_hash) + code version
+        metrics.json    final record + per-epoch curves (renyilib.experiments.train.TrainResult);
                         its presence marks the run as finished
         weights.pt      final state dict (torch.load(..., weights_only=True))
         error.json      the traceback of a failed attempt (removed on success)
@@ -26,7 +26,7 @@ so adding a measure never retrains.
 API for the other modules and notebooks: :func:`grid`, :func:`run_zoo`,
 :func:`status`, :func:`table`, :func:`load_run`, :func:`run_data`,
 :func:`measure`, :func:`measure_records`. The ``renyilib zoo`` command
-(:mod:`renyilib.cli`) wraps them.
+(:mod:`renyilib.experiments.cli`) wraps them.
 """
 
 from __future__ import annotations
@@ -45,12 +45,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from renyilib.config import default_device, load_profile, seed_everything
-from renyilib.data import DATASETS
-from renyilib.io import code_version, config_hash, load_state_dict, read_json, save_state_dict
-from renyilib.io import write_json as _write_json
-from renyilib.parallel import map_processes
-from renyilib.train import (
+from renyilib.experiments.config import default_device, load_profile, seed_everything
+from renyilib.experiments.data import DATASETS
+from renyilib.experiments.io import (
+    code_version,
+    config_hash,
+    load_state_dict,
+    read_json,
+    save_state_dict,
+)
+from renyilib.experiments.io import write_json as _write_json
+from renyilib.experiments.parallel import map_processes
+from renyilib.experiments.train import (
     CONVERGED_TRAIN_ACC,
     CONVERGED_TRAIN_LOSS,
     TrainConfig,
@@ -80,12 +86,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Task:
-    """A dataset and an architecture (names understood by ``renyilib.data`` / ``renyilib.models``).
+    """A dataset and an architecture (names understood by ``renyilib.experiments.data`` / ``renyilib.experiments.models``).
 
     Attributes:
         name: Task name, e.g. ``"cifar10-resnet18"``.
-        dataset: :func:`renyilib.data.load_data` name.
-        model: :func:`renyilib.models.build_model` name.
+        dataset: :func:`renyilib.experiments.data.load_data` name.
+        model: :func:`renyilib.experiments.models.build_model` name.
         num_classes, in_channels, image_size: The model's input/output shape.
         description: One line for tables.
     """
@@ -184,7 +190,7 @@ def profile_settings(
         task: A key of :data:`TASKS`.
         profile: ``"smoke"``, ``"cpu"`` or ``"paper"``.
         config_path: Explicit ``_config.yml`` (found by
-            :func:`renyilib.config.find_config` otherwise).
+            :func:`renyilib.experiments.config.find_config` otherwise).
 
     Returns:
         A dict with the keys of the profile (``grid``, ``epochs``, ``seeds``, ...).
@@ -214,7 +220,7 @@ def grid(
 
     A profile's ``grid`` maps each optimizer to its axes, e.g.
     ``{sgd: {lr: [...], batch_size: [...], weight_decay: [...]}}``; any other
-    :class:`~renyilib.train.TrainConfig` field may appear there too (a list is
+    :class:`~renyilib.experiments.train.TrainConfig` field may appear there too (a list is
     an axis, a scalar is fixed for that optimizer). The runs are the product
     over optimizer (in file order), ``lr``, ``batch_size``, ``weight_decay``,
     the remaining axes (sorted by name) and ``seeds``. That order defines the
@@ -227,7 +233,7 @@ def grid(
          "data": {"train_subset", "test_subset", "seed"},
          "train": TrainConfig fields}
 
-    and its :func:`renyilib.io.config_hash` names the run's folder.
+    and its :func:`renyilib.experiments.io.config_hash` names the run's folder.
     """
     t = _task(task)
     s = profile_settings(task, profile, config_path=config_path)
@@ -286,12 +292,12 @@ _BUNDLES: dict[str, Any] = {}
 
 
 def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> Any:
-    """The :class:`renyilib.data.DataBundle` of a run config (cached per process).
+    """The :class:`renyilib.experiments.data.DataBundle` of a run config (cached per process).
 
     The same ``(dataset, subsets, seed, root)`` is loaded once per process, so a
     worker training many runs of a zoo decodes its data once.
     """
-    from renyilib.data import load_data
+    from renyilib.experiments.data import load_data
 
     d = config["data"]
     key = config_hash({"dataset": config["dataset"], "data": d, "root": str(root)})
@@ -313,9 +319,9 @@ def build_run_model(config: dict[str, Any]) -> nn.Module:
         config: A run config (``config["model"]`` and ``config["model_kwargs"]``).
 
     Returns:
-        :func:`renyilib.models.build_model` of that architecture, on the CPU.
+        :func:`renyilib.experiments.models.build_model` of that architecture, on the CPU.
     """
-    from renyilib.models import build_model
+    from renyilib.experiments.models import build_model
 
     kw = config["model_kwargs"]
     return build_model(
@@ -335,7 +341,7 @@ def load_run(
 
     Args:
         path: The run folder ``<out>/<task>/<hash>``.
-        device: Device of the model (default :func:`renyilib.config.default_device`).
+        device: Device of the model (default :func:`renyilib.experiments.config.default_device`).
 
     Returns:
         ``(model, config, metrics)``: the model in eval mode with the weights of
@@ -378,7 +384,7 @@ def run_config(
         config: A run config from :func:`grid`.
         out: The zoo folder.
         data_root: Data root (else ``RENYI_DATA``, else ``data/``).
-        device: Training device (default :func:`renyilib.config.default_device`).
+        device: Training device (default :func:`renyilib.experiments.config.default_device`).
         progress: tqdm bar over the run's epochs.
         criterion: ``{"min_train_acc", "max_train_loss"}`` of the convergence check.
         eval_every: Evaluate train/test metrics every this many epochs.
@@ -575,7 +581,7 @@ def table(
         A DataFrame with columns ``task, run, status, dataset, model, width,
         train_subset, optimizer, lr, peak_lr, batch_size, weight_decay, epochs,
         warmup_epochs, augment, augmentation (the policy applied: the dataset's
-        default of :data:`renyilib.data.DATASETS` when ``augment``, e.g.
+        default of :data:`renyilib.experiments.data.DATASETS` when ``augment``, e.g.
         "crop-flip" for CIFAR and "none" for digits), seed, ..., train_loss, train_acc, test_loss, test_acc,
         gap, converged, diverged, epochs_run, seconds, path`` (empty with these
         columns when there is no run).
@@ -723,7 +729,7 @@ def export_results(
     Raises:
         ValueError: If none of ``configs`` has a finished run under ``out``.
     """
-    from renyilib.io import atomic_write
+    from renyilib.experiments.io import atomic_write
 
     dest = Path(dest)
     runs = table(out, task, configs=configs)
@@ -789,7 +795,7 @@ def measure(
 ) -> dict[str, Any]:
     """A measurement of a run, computed once and cached in ``measures/<hash>.json``.
 
-    The cache key is :func:`renyilib.io.config_hash` of ``{"name": name,
+    The cache key is :func:`renyilib.experiments.io.config_hash` of ``{"name": name,
     "config": config}``; the file records ``name``, ``config``, ``hash``, the
     code version, the compute time and the ``result``. Put everything that
     determines the value in ``config`` (estimator settings, α grid, sample size,

@@ -1,4 +1,4 @@
-"""Tests of the ``renyilib`` command (renyilib.cli.main) on a tiny zoo in tmp_path."""
+"""Tests of the ``renyilib`` command (renyilib.experiments.cli.main) on a tiny zoo in tmp_path."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from renyilib import zoo
-from renyilib.cli import main
+from renyilib.experiments import zoo
+from renyilib.experiments.cli import main
 
 TINY = {
     "experiments": {

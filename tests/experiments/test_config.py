@@ -1,4 +1,4 @@
-"""Tests for renyilib.config: profiles, data root, seeding."""
+"""Tests for renyilib.experiments.config: profiles, data root, seeding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from renyilib.config import (
+from renyilib.experiments.config import (
     PROFILES,
     data_root,
     default_device,

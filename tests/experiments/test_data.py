@@ -1,4 +1,4 @@
-"""Tests of renyilib.data: loaders, caches, statistics, augmentation, subsets, errors."""
+"""Tests of renyilib.experiments.data: loaders, caches, statistics, augmentation, subsets, errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import renyilib.data as data_mod
-from renyilib.data import (
+import renyilib.experiments.data as data_mod
+from renyilib.experiments.data import (
     DataBundle,
     augment_batch,
     channel_stats,

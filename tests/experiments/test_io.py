@@ -1,11 +1,11 @@
-"""Tests for renyilib.io: atomic writes, hashing, state dicts."""
+"""Tests for renyilib.experiments.io: atomic writes, hashing, state dicts."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from renyilib.io import (
+from renyilib.experiments.io import (
     atomic_write,
     code_version,
     config_hash,

@@ -1,4 +1,4 @@
-"""Tests of renyilib.models: parameter counts, torchvision equivalence, forward/backward, seeds."""
+"""Tests of renyilib.experiments.models: parameter counts, torchvision equivalence, forward/backward, seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from renyilib.models import MODELS, build_model, count_parameters
+from renyilib.experiments.models import MODELS, build_model, count_parameters
 
 # Published / closed-form parameter counts at width 1 (10 classes unless given).
 #   resnet18 / resnet34 (CIFAR): the widely quoted 11,173,962 / 21,282,122 (kuangliu/pytorch-cifar).

@@ -1,4 +1,4 @@
-"""Tests of renyilib.parallel.map_processes."""
+"""Tests of renyilib.experiments.parallel.map_processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 import torch
 
-from renyilib.parallel import map_processes
+from renyilib.experiments.parallel import map_processes
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

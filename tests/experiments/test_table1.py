@@ -1,4 +1,4 @@
-"""Tests for renyilib.table1: the Table-1 runner (configs, tuning rule, resumability, summaries)."""
+"""Tests for renyilib.experiments.table1: the Table-1 runner (configs, tuning rule, resumability, summaries)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from renyilib import table1
-from renyilib.io import read_json
+from renyilib.experiments import table1
+from renyilib.experiments.io import read_json
 
 
 def test_paper_hyperparameters_match_tables_4_to_6():

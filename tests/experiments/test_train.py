@@ -1,4 +1,4 @@
-"""Tests of renyilib.train: schedule, linear scaling rule, determinism, convergence, divergence."""
+"""Tests of renyilib.experiments.train: schedule, linear scaling rule, determinism, convergence, divergence."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from renyilib import optim
-from renyilib.data import load_data
-from renyilib.models import build_model
-from renyilib.train import (
+from renyilib.experiments.data import load_data
+from renyilib.experiments.models import build_model
+from renyilib.experiments.train import (
     CONVERGED_TRAIN_ACC,
     CONVERGED_TRAIN_LOSS,
     TrainConfig,

@@ -1,4 +1,4 @@
-"""Tests of renyilib.zoo: grids, hash keying, resumability, failures, the measurement cache."""
+"""Tests of renyilib.experiments.zoo: grids, hash keying, resumability, failures, the measurement cache."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from renyilib import zoo
-from renyilib.config import find_config
-from renyilib.io import config_hash, read_json
-from renyilib.train import evaluate
+from renyilib.experiments import zoo
+from renyilib.experiments.config import find_config
+from renyilib.experiments.io import config_hash, read_json
+from renyilib.experiments.train import evaluate
 
 TINY = {
     "experiments": {
