@@ -32,10 +32,10 @@ sharpness subset, App. G.4); losses are ``loss_fn(outputs, targets) -> mean``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -43,7 +43,9 @@ from torch import nn
 from torch.func import functional_call, jvp, vmap
 from tqdm.auto import tqdm
 
-from renyilib.hessian import _as_batches, _batch_size, _to, hessian_operator, layer_blocks
+from renyilib.batches import as_batches, batch_size, to_device
+from renyilib.hessian import hessian_operator, layer_blocks
+from renyilib.modes import eval_mode
 
 __all__ = [
     "MEASURES",
@@ -52,6 +54,7 @@ __all__ = [
     "fisher_rao_norm",
     "hessian_trace",
     "lambda_max",
+    "noise_accuracy_drop",
     "pacbayes",
     "param_norm",
     "sam_sharpness",
@@ -66,25 +69,14 @@ MEASURES = ("trace", "lambda_max", "fisher_rao", "pacbayes", "param_norm", "sam"
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was in modes.items():
-            m.train(was)
-
-
 def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
 def _batches(data: Any) -> list[tuple[Any, Any]]:
-    batches = _as_batches(data)
-    if not batches or sum(_batch_size(x) for x, _ in batches) == 0:
+    batches = as_batches(data)
+    if not batches or sum(batch_size(x) for x, _ in batches) == 0:
         raise ValueError("data: expected at least one sample")
     return batches
 
@@ -108,9 +100,9 @@ def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: list[tuple[Any, Any]]
     total, count = 0.0, 0
     with torch.no_grad():
         for x, y in batches:
-            n = _batch_size(x)
-            args = _to(x, dev) if isinstance(x, tuple) else (_to(x, dev),)
-            total += float(loss_fn(model(*args), _to(y, dev))) * n
+            n = batch_size(x)
+            args = to_device(x, dev) if isinstance(x, tuple) else (to_device(x, dev),)
+            total += float(loss_fn(model(*args), to_device(y, dev))) * n
             count += n
     return total / count
 
@@ -120,10 +112,10 @@ def _accuracy(model: nn.Module, batches: list[tuple[Any, Any]]) -> float:
     correct, count = 0, 0
     with torch.no_grad():
         for x, y in batches:
-            args = _to(x, dev) if isinstance(x, tuple) else (_to(x, dev),)
+            args = to_device(x, dev) if isinstance(x, tuple) else (to_device(x, dev),)
             out = model(*args)
-            correct += int((out.argmax(dim=1) == _to(y, dev)).sum())
-            count += _batch_size(x)
+            correct += int((out.argmax(dim=1) == to_device(y, dev)).sum())
+            count += batch_size(x)
     return correct / count
 
 
@@ -180,7 +172,7 @@ def hessian_trace(
             "settings": {"source": "slq"},
         }
     _check_positive("num_probes", num_probes, integer=True)
-    with _eval_mode(model):
+    with eval_mode(model):
         op = hessian_operator(model, loss_fn, data, params)
         n = op.shape[0]
         gen = torch.Generator().manual_seed(seed)
@@ -233,7 +225,7 @@ def lambda_max(
     """
     from renyilib.lanczos import top_eigenpair
 
-    with _eval_mode(model):
+    with eval_mode(model):
         op = hessian_operator(model, loss_fn, data, params)
         value, _vector, residual = top_eigenpair(op, seed=seed, **lanczos_kwargs)
     return {
@@ -313,9 +305,9 @@ def fisher_rao_norm(
     dev = _device(model)
     batches = _batches(data)
     total, count = 0.0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in batches:
-            x, y = _to(x, dev), _to(y, dev)
+            x, y = to_device(x, dev), to_device(y, dev)
             args = x if isinstance(x, tuple) else (x,)
 
             def per_sample(p: dict[str, torch.Tensor], args=args, y=y) -> torch.Tensor:
@@ -324,7 +316,7 @@ def fisher_rao_norm(
 
             _, directional = jvp(per_sample, (primals,), (primals,))
             total += float(directional.detach().double().pow(2).sum())
-            count += _batch_size(x)
+            count += batch_size(x)
     mean_sq = total / count
     return {
         "fisher_rao": (depth + 1) ** 2 * mean_sq,
@@ -338,13 +330,85 @@ def fisher_rao_norm(
 # --------------------------------------------------------------------------- PAC-Bayes
 
 
+def _noise_draw(seed: int, k: int, j: int, p: torch.Tensor) -> torch.Tensor:
+    """Standard-normal draw ``k`` for parameter ``j`` (the same at every σ: common random numbers)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * k + j)
+    return torch.randn(p.shape, generator=g, dtype=torch.float64).to(device=p.device, dtype=p.dtype)
+
+
+def noise_accuracy_drop(
+    model: nn.Module,
+    data: Any,
+    sigma: float,
+    *,
+    mc_samples: int = 10,
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+) -> dict[str, float]:
+    r"""Accuracy drop under isotropic Gaussian weight noise, the function :func:`pacbayes` inverts.
+
+    .. math::
+
+        \Delta(\sigma) = \Bigl|\operatorname{acc}(w) - \frac1K \sum_{k=1}^{K}
+        \operatorname{acc}(w + \sigma z_k)\Bigr|, \qquad z_k \sim \mathcal N(0, I),
+
+    with ``K = mc_samples`` draws :math:`z_k` fixed by ``seed`` (the same
+    :math:`z_k` at every σ, so that :math:`\Delta` is a deterministic function
+    of σ). The model runs in eval mode and its parameters are restored.
+
+    Args:
+        model: A classifier (the prediction is the argmax of the outputs).
+        data: A pair ``(x, y)`` or an iterable of batches.
+        sigma: Noise standard deviation σ ≥ 0.
+        mc_samples: Number of draws ``K``.
+        seed: Seed of the draws.
+        params: Parameters receiving noise (``None``: all requiring a gradient).
+
+    Returns:
+        Dict with ``drop`` (Δ(σ)), ``accuracy`` (unperturbed) and
+        ``perturbed_accuracy`` (the mean over the draws).
+    """
+    if not (isinstance(sigma, int | float) and not isinstance(sigma, bool)) or not sigma >= 0:
+        raise ValueError(f"sigma must be a non-negative number, got {sigma!r}")
+    _check_positive("mc_samples", mc_samples, integer=True)
+    batches = _batches(data)
+    sel = _named_params(model, params)
+    with eval_mode(model):
+        acc0 = _accuracy(model, batches)
+        mean_acc = _perturbed_accuracy(model, batches, sel, float(sigma), mc_samples, seed)
+    return {"drop": abs(acc0 - mean_acc), "accuracy": acc0, "perturbed_accuracy": mean_acc}
+
+
+def _perturbed_accuracy(
+    model: nn.Module,
+    batches: list[tuple[Any, Any]],
+    sel: list[tuple[str, nn.Parameter]],
+    sigma: float,
+    mc_samples: int,
+    seed: int,
+) -> float:
+    originals = [p.detach().clone() for _, p in sel]
+    accs = []
+    try:
+        for k in range(mc_samples):
+            with torch.no_grad():
+                for j, ((_, p), w) in enumerate(zip(sel, originals)):
+                    p.copy_(w + sigma * _noise_draw(seed, k, j, p))
+            accs.append(_accuracy(model, batches))
+    finally:
+        with torch.no_grad():
+            for (_, p), w in zip(sel, originals):
+                p.copy_(w)
+    return sum(accs) / len(accs)
+
+
 def pacbayes(
     model: nn.Module,
     data: Any,
     *,
     num_train: int | None = None,
     target_drop: float = 0.1,
-    tolerance: float = 0.01,
+    rel_precision: float = 0.02,
     search_depth: int = 15,
     mc_samples: int = 10,
     sigma_max: float = 2.0,
@@ -352,22 +416,35 @@ def pacbayes(
     w0: dict[str, torch.Tensor] | None = None,
     params: Sequence[str] | None = None,
     progress: bool = False,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
-    """PAC-Bayes flatness and bound of Jiang et al. (2019): "pacbayes flat" and "pacbayes orig".
+    r"""PAC-Bayes flatness and bound of Jiang et al. (2019): "pacbayes flat" and "pacbayes orig".
 
-    σ' is the largest standard deviation of isotropic Gaussian weight noise
-    u ~ N(0, σ'² I) for which the accuracy on ``data`` drops by ``target_drop``:
-    |acc(w) − E_u acc(w + u)| = target_drop (Jiang et al.: 0.1, tolerance 0.01).
-    It is found by bisection on σ ∈ [0, sigma_max] (the bracket is doubled until
-    the drop at its top exceeds the target), E_u estimated by ``mc_samples``
-    noise draws. The draws reuse the same standard-normal vectors z_k (u = σ z_k)
-    at every σ (common random numbers), so the estimated drop is a smooth
-    function of σ and the search is reproducible under ``seed``. Then
+    σ' is the noise standard deviation at which isotropic Gaussian weight
+    noise u ~ N(0, σ'² I) lowers the accuracy on ``data`` by ``target_drop``
+    (Jiang et al.: 0.1): the crossing of Δ(σ) = target of
+    :func:`noise_accuracy_drop` (``mc_samples`` draws, reused at every σ).
+
+    **Search, in log σ, to a stated relative precision.** A bracket
+    :math:`[\sigma_{lo}, \sigma_{hi}]` with :math:`\Delta(\sigma_{lo}) <`
+    target :math:`\le \Delta(\sigma_{hi})` is found from ``sigma_max`` by
+    halving (while the drop is too large, down to :math:`2^{-60}`
+    ``sigma_max``) or doubling (while it is too small, up to :math:`2^{30}`
+    ``sigma_max``), then bisected at the geometric midpoint
+    :math:`\sqrt{\sigma_{lo}\sigma_{hi}}` until
+    :math:`\sigma_{hi}/\sigma_{lo} \le 1 +` ``rel_precision``. The result is
+    :math:`\sigma' = \sqrt{\sigma_{lo}\sigma_{hi}}`: for a drop that is
+    non-decreasing in σ it lies within a factor
+    :math:`\sqrt{1 + \text{rel\_precision}}` (about 1% for the default 2%) of
+    the crossing, at any scale of σ'. From a factor-2 bracket the 2% precision
+    takes 6 bisection steps. If the bracket is not resolved within
+    ``search_depth`` bisection steps, or no bracket exists, ``converged`` is
+    False and σ', μ_flat and μ_orig are NaN. Then
 
     .. math::
 
-        \\mu_{flat} = 1/\\sigma'^2, \\qquad
-        \\mu_{orig} = \\frac{\\lVert w - w_0 \\rVert_2^2}{4\\sigma'^2} + \\log\\frac{m}{\\sigma'} + 10,
+        \mu_{flat} = 1/\sigma'^2, \qquad
+        \mu_{orig} = \frac{\lVert w - w_0 \rVert_2^2}{4\sigma'^2} + \log\frac{m}{\sigma'} + 10,
 
     with m the training-set size and w0 = 0 ("orig", the origin; pass the
     initial weights as ``w0`` for Jiang et al.'s "init" variant). Note σ' is a
@@ -378,77 +455,88 @@ def pacbayes(
         model: A classifier (argmax of the outputs is the prediction).
         data: The (un-augmented) points whose accuracy is measured.
         num_train: m in the bound (default: the number of points in ``data``).
-        target_drop, tolerance: Accuracy drop sought and accepted deviation.
-        search_depth: Maximum bisection steps.
+        target_drop: Accuracy drop sought.
+        rel_precision: Relative width :math:`\sigma_{hi}/\sigma_{lo} - 1` at
+            which the search stops (> 0).
+        search_depth: Maximum bisection steps after the bracket is found.
         mc_samples: Noise draws per σ.
-        sigma_max: Initial upper end of the bracket.
+        sigma_max: Starting point of the bracket search.
         seed: Seed of the noise.
         w0: Reference weights for the bound (state-dict-like, by parameter name).
         params: Parameters receiving noise and entering ‖w − w0‖ (``None``: all
             requiring a gradient; Jiang et al. perturb all parameters).
         progress: tqdm over the bisection.
+        tolerance: Deprecated and ignored (the old stopping rule
+            :math:`|\Delta - \text{target}| <` tolerance did not bound the error of σ').
 
     Returns:
-        Dict with ``sigma``, ``pacbayes_flat``, ``pacbayes_orig``, ``accuracy``
-        (unperturbed), ``perturbed_accuracy`` at σ', ``drop``, ``converged``,
-        the search trace ``evaluations`` (σ, drop) and the settings.
+        Dict with ``sigma`` (σ', NaN unless converged), ``sigma_lo``,
+        ``sigma_hi`` (the final bracket), ``pacbayes_flat``, ``pacbayes_orig``,
+        ``accuracy`` (unperturbed), ``perturbed_accuracy`` and ``drop`` at
+        ``sigma_hi``, ``converged``, the search trace ``evaluations`` (σ, drop)
+        and the settings.
     """
+    if tolerance is not None:
+        warnings.warn(
+            "pacbayes(tolerance=...) is deprecated and ignored: the search now resolves sigma' "
+            "to rel_precision (relative width of the bracket)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     for name, v in [
         ("target_drop", target_drop),
-        ("tolerance", tolerance),
+        ("rel_precision", rel_precision),
         ("sigma_max", sigma_max),
     ]:
         _check_positive(name, v)
     _check_positive("search_depth", search_depth, integer=True)
     _check_positive("mc_samples", mc_samples, integer=True)
     batches = _batches(data)
-    m = num_train if num_train is not None else sum(_batch_size(x) for x, _ in batches)
+    m = num_train if num_train is not None else sum(batch_size(x) for x, _ in batches)
     _check_positive("num_train", m, integer=True)
     sel = _named_params(model, params)
     originals = [p.detach().clone() for _, p in sel]
-    dev = originals[0].device
-
-    def noise(k: int, p: torch.Tensor, j: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * k + j)
-        return torch.randn(p.shape, generator=g, dtype=torch.float64).to(device=dev, dtype=p.dtype)
 
     evaluations: list[tuple[float, float]] = []
-    with _eval_mode(model):
+    at: dict[float, tuple[float, float]] = {}
+    with eval_mode(model):
         acc0 = _accuracy(model, batches)
 
-        def drop_at(sigma: float) -> tuple[float, float]:
-            accs = []
-            try:
-                for k in range(mc_samples):
-                    with torch.no_grad():
-                        for j, ((_, p), w) in enumerate(zip(sel, originals)):
-                            p.copy_(w + sigma * noise(k, p, j))
-                    accs.append(_accuracy(model, batches))
-            finally:
-                with torch.no_grad():
-                    for (_, p), w in zip(sel, originals):
-                        p.copy_(w)
-            mean_acc = sum(accs) / len(accs)
-            evaluations.append((sigma, abs(acc0 - mean_acc)))
-            return abs(acc0 - mean_acc), mean_acc
+        def drop_at(sigma: float) -> float:
+            mean_acc = _perturbed_accuracy(model, batches, sel, sigma, mc_samples, seed)
+            d = abs(acc0 - mean_acc)
+            evaluations.append((sigma, d))
+            at[sigma] = (d, mean_acc)
+            return d
 
-        lo, hi = 0.0, float(sigma_max)
-        for _ in range(30):
-            d_hi, _ = drop_at(hi)
-            if d_hi >= target_drop:
-                break
-            lo, hi = hi, 2 * hi
-        sigma, acc_sigma, drop, converged = hi, float("nan"), float("nan"), False
-        for _ in tqdm(range(search_depth), disable=not progress, desc="pacbayes σ"):
-            sigma = (lo + hi) / 2
-            drop, acc_sigma = drop_at(sigma)
-            if abs(drop - target_drop) < tolerance:
-                converged = True
-                break
-            if drop > target_drop:
-                hi = sigma
+        lo, hi = math.nan, float(sigma_max)
+        if drop_at(hi) >= target_drop:
+            for _ in range(60):  # shrink while the drop is too large
+                cand = hi / 2
+                if drop_at(cand) < target_drop:
+                    lo = cand
+                    break
+                hi = cand
+        else:
+            for _ in range(30):  # expand while the drop is too small
+                lo, hi = hi, 2 * hi
+                if drop_at(hi) >= target_drop:
+                    break
             else:
-                lo = sigma
+                lo, hi = hi, math.nan
+        bracketed = math.isfinite(lo) and math.isfinite(hi)
+        steps = tqdm(range(search_depth), disable=not progress, desc="pacbayes σ")
+        for _ in steps:
+            if not bracketed or hi / lo <= 1 + rel_precision:
+                break
+            mid = math.sqrt(lo * hi)
+            if drop_at(mid) >= target_drop:
+                hi = mid
+            else:
+                lo = mid
+    converged = bracketed and hi / lo <= 1 + rel_precision
+    sigma = math.sqrt(lo * hi) if converged else math.nan
+    drop, acc_sigma = at.get(hi, (math.nan, math.nan))
     if w0 is None:
         dist_sq = sum(float(w.double().pow(2).sum()) for w in originals)
     else:
@@ -461,6 +549,8 @@ def pacbayes(
         )
     return {
         "sigma": sigma,
+        "sigma_lo": lo,
+        "sigma_hi": hi,
         "pacbayes_flat": 1.0 / sigma**2,
         "pacbayes_orig": dist_sq / (4 * sigma**2) + math.log(m / sigma) + 10.0,
         "accuracy": acc0,
@@ -470,7 +560,8 @@ def pacbayes(
         "evaluations": evaluations,
         "settings": {
             "target_drop": target_drop,
-            "tolerance": tolerance,
+            "rel_precision": rel_precision,
+            "search": "log-sigma bracket (halve/double from sigma_max), geometric bisection",
             "search_depth": search_depth,
             "mc_samples": mc_samples,
             "sigma_max": sigma_max,
@@ -579,10 +670,10 @@ def sam_sharpness(
         return float(loss.detach()), gs
 
     try:
-        with _eval_mode(model):
+        with eval_mode(model):
             for b in tqdm(range(nb), disable=not progress, desc="sam" if not adaptive else "asam"):
                 idx = perm[b * m : (b + 1) * m] if n >= m else perm
-                xb, yb = _to(x_all[idx], dev), _to(y_all[idx], dev)
+                xb, yb = to_device(x_all[idx], dev), to_device(y_all[idx], dev)
                 set_delta([torch.zeros_like(w) for w in originals])
                 with torch.no_grad():
                     base = float(loss_fn(model(xb), yb))
