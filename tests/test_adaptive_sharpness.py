@@ -62,9 +62,9 @@ def _brute_force_box(model: nn.Module, loss_fn, x, y, rho: float) -> float:
     w = {k: v.detach() for k, v in model.named_parameters()}
     sizes = [w[k].numel() for k in names]
     flat = torch.cat([w[k].flatten() for k in names])
-    base = float(loss_fn(model(x), y))
     best = -math.inf
     with torch.no_grad():
+        base = float(loss_fn(model(x), y))
         for signs in itertools.product((-1.0, 1.0), repeat=flat.numel()):
             v = flat + rho * flat.abs() * torch.tensor(signs, dtype=flat.dtype)
             parts = torch.split(v, sizes)
