@@ -63,6 +63,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 from tqdm.auto import tqdm
 
+from renyilib.batches import as_batches
 from renyilib.hessian import hessian_operator
 
 __all__ = ["ggn_identity_violation", "hessian_diagonal"]
@@ -151,22 +152,10 @@ def _node_kind(node: Any) -> str:
 
 
 def _batches(data: Any) -> list[tuple[Any, Any]]:
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-        if isinstance(y, torch.Tensor) and x.shape[:1] == y.shape[:1]:
-            return [(x, y)]
-    if isinstance(data, torch.Tensor):
-        raise TypeError("data must be a pair (x, y) of tensors or an iterable of (x, y) batches")
-    try:
-        out = [(b[0], b[1]) for b in data]
-    except (TypeError, IndexError) as err:
-        raise TypeError(
-            "data must be a pair (x, y) of tensors or an iterable of (x, y) batches, "
-            f"got {type(data).__name__}"
-        ) from err
-    if not out:
+    batches = as_batches(data)
+    if not batches:
         raise ValueError("data: expected at least one (x, y) batch, got an empty iterable")
-    return out
+    return batches
 
 
 def _block_names(model: nn.Module, params: str | Sequence[str] | None) -> list[str]:
