@@ -47,6 +47,7 @@ import scipy.linalg
 import torch
 
 __all__ = [
+    "DeflationError",
     "Estimate",
     "EigenPair",
     "EigenPairs",
@@ -374,6 +375,18 @@ def _check_pos_int(value: Any, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- SLQ result
+class DeflationError(ValueError):
+    """Deflated eigenpairs did not converge (:func:`slq` with ``deflate_unconverged="raise"``).
+
+    Attributes:
+        residuals: Residual norms :math:`\\|Hv_i - \\lambda_i v_i\\|` of the pairs.
+    """
+
+    def __init__(self, message: str, residuals: np.ndarray) -> None:
+        super().__init__(message)
+        self.residuals = np.asarray(residuals, dtype=np.float64)
+
+
 class Estimate(NamedTuple):
     """A stochastic estimate and its standard error across probes."""
 
@@ -411,6 +424,9 @@ class SpectralQuadrature:
         probe: ``"rademacher"`` or ``"gaussian"`` (``"exact"`` for a dense eigendecomposition).
         seed: The seed used for the probes.
         quadrature: ``"gauss"`` or ``"radau"`` (see :func:`slq`).
+        residuals_folded: The deflated pairs did not converge and their
+            residuals are folded into every ``stderr`` (:func:`slq` with
+            ``deflate_unconverged="fold"``).
     """
 
     nodes: np.ndarray
@@ -424,6 +440,7 @@ class SpectralQuadrature:
     probe: str = "rademacher"
     seed: int | None = None
     quadrature: str = "gauss"
+    residuals_folded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable dict (lists of floats); inverse of :meth:`from_dict`."""
@@ -439,11 +456,12 @@ class SpectralQuadrature:
             "probe": self.probe,
             "seed": self.seed,
             "quadrature": self.quadrature,
+            "residuals_folded": bool(self.residuals_folded),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpectralQuadrature:
-        """Rebuild from :meth:`to_dict` output (e.g. read back with ``renyilib.io.read_json``)."""
+        """Rebuild from :meth:`to_dict` output (e.g. read back with ``renyilib.experiments.io.read_json``)."""
         m = max(1, len(d["nodes"][0]) if d["nodes"] else 1)
         return cls(
             nodes=np.asarray(d["nodes"], dtype=np.float64).reshape(-1, m),
@@ -457,6 +475,7 @@ class SpectralQuadrature:
             probe=d.get("probe", "rademacher"),
             seed=d.get("seed"),
             quadrature=d.get("quadrature", "gauss"),
+            residuals_folded=bool(d.get("residuals_folded", False)),
         )
 
     @property
@@ -480,7 +499,11 @@ class SpectralQuadrature:
         ``value`` is the mean of the per-probe estimates
         :math:`t_k = \\sum_i f(\\lambda_i) + (n-d)\\sum_j \\tau^{(k)}_j f(\\theta^{(k)}_j)`
         and ``stderr`` their sample standard deviation over :math:`\\sqrt l`
-        (``nan`` for one probe). ``f`` maps a float64 array elementwise
+        (``nan`` for one probe), plus, with ``residuals_folded``, the
+        first-order bound :math:`\\sum_j \\mu_j \\max_\\pm |f(\\theta_j \\pm \\varepsilon) -
+        f(\\theta_j)|` over all nodes of the measure (:attr:`deflation_error`); for
+        ``f=None`` nothing is added: :math:`\\operatorname{Tr} H = \\sum_i \\lambda_i +
+        \\operatorname{Tr} PHP` holds exactly for Ritz pairs. ``f`` maps a float64 array elementwise
         (default: identity, i.e. :math:`\\operatorname{Tr} H`).
 
         Example:
@@ -488,12 +511,94 @@ class SpectralQuadrature:
             >>> round(q.trace(lambda x: x**2).value, 8)  # Rademacher probes: exact for diagonal H
             14.0
         """
+        identity = f is None
         f = (lambda x: x) if f is None else f
         t = self._per_probe(f)
+        bound = 0.0 if identity else self._trace_fold(f)
         if self.num_probes == 0:
-            return Estimate(float(t[0]), 0.0)
+            return Estimate(float(t[0]), bound)
         se = float(t.std(ddof=1) / math.sqrt(len(t))) if len(t) > 1 else math.nan
-        return Estimate(float(t.mean()), se)
+        return Estimate(float(t.mean()), se + bound)
+
+    @property
+    def deflation_error(self) -> float:
+        """Weyl bound :math:`\\varepsilon = (\\sum_i r_i^2)^{1/2}` of unconverged deflation (0 if none).
+
+        With the Ritz vectors :math:`V` of the deflated pairs and the residuals
+        :math:`R = HV - V\\Lambda` (:math:`V^\\top R = 0`), :math:`H` is
+        :math:`\\operatorname{diag}(\\Lambda, PHP)` plus an off-diagonal block of
+        spectral norm :math:`\\|R\\|_2 \\le \\|R\\|_F = \\varepsilon`, so (Weyl) every
+        eigenvalue of the deflated decomposition, exact nodes and complement alike,
+        is within :math:`\\varepsilon` of an eigenvalue of :math:`H`.
+        """
+        if not self.residuals_folded or not len(self.exact_residuals):
+            return 0.0
+        return float(np.sqrt(np.sum(np.square(self.exact_residuals))))
+
+    def _measure(self) -> tuple[np.ndarray, np.ndarray]:
+        """The estimated spectral measure as (masses, nodes), probes averaged, zero masses dropped."""
+        masses = np.concatenate(
+            [
+                np.ones(len(self.exact_nodes)),
+                self.complement_dim * self.weights.ravel() / max(self.num_probes, 1),
+            ]
+        )
+        nodes = np.concatenate([self.exact_nodes, self.nodes.ravel()])
+        keep = masses > 0
+        return masses[keep], nodes[keep]
+
+    def _trace_fold(self, f: Callable[[np.ndarray], np.ndarray]) -> float:
+        """:math:`\\sum_j \\mu_j \\max_\\pm |f(\\theta_j \\pm \\varepsilon) - f(\\theta_j)|` (see :meth:`trace`)."""
+        eps = self.deflation_error
+        if eps == 0.0:
+            return 0.0
+        mu, th = self._measure()
+        base = f(th)
+        worst = np.maximum(np.abs(f(th + eps) - base), np.abs(f(th - eps) - base))
+        return float(np.sum(mu * worst))
+
+    def _renyi_fold(self, alphas: np.ndarray, negative: str) -> np.ndarray:
+        """Sum over nodes of the change of :math:`H_\\alpha` when that node moves by :math:`\\pm\\varepsilon`.
+
+        With :math:`S = \\sum_j \\mu_j x_j`, :math:`P_\\alpha = \\sum_j \\mu_j x_j^\\alpha`
+        (:math:`x = g(\\theta)`), moving node :math:`j` to :math:`x'_j` changes
+        :math:`H_\\alpha = (\\log P_\\alpha - \\alpha \\log S)/(1-\\alpha)` by
+        :math:`(\\operatorname{log1p}(\\mu_j\\Delta x^\\alpha_j/P_\\alpha) -
+        \\alpha\\operatorname{log1p}(\\mu_j \\Delta x_j / S))/(1-\\alpha)` (analogously
+        for :math:`\\alpha = 1, \\infty`); the worse sign per node, summed over nodes.
+        """
+        eps = self.deflation_error
+        if eps == 0.0:
+            return np.zeros(len(alphas))
+        g = _magnitude(negative)
+        mu, th = self._measure()
+        x = g(th)
+        S = float(np.sum(mu * x))
+        out = np.zeros(len(alphas))
+        shifted = [g(th + eps), g(th - eps)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for i, a in enumerate(alphas):
+                worst = np.zeros(len(x))
+                for xs in shifted:
+                    dS = np.log1p(mu * (xs - x) / S)
+                    if np.isinf(a):
+                        M = x.max()
+                        others = np.where(x == M, np.sort(x)[-2] if len(x) > 1 else 0.0, M)
+                        Mp = np.maximum(others, xs)
+                        d = -(np.log(Mp) - np.log(M)) + dS
+                    elif a == 1.0:
+                        xl = np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+                        xsl = np.where(xs > 0, xs * np.log(np.where(xs > 0, xs, 1.0)), 0.0)
+                        L = float(np.sum(mu * xl))
+                        Sp = S + mu * (xs - x)
+                        d = (np.log(Sp) - (L + mu * (xsl - xl)) / Sp) - (np.log(S) - L / S)
+                    else:
+                        P = float(np.sum(mu * _pow(x, a)))
+                        dP = np.log1p(mu * (_pow(xs, a) - _pow(x, a)) / P)
+                        d = (dP - a * dS) / (1.0 - a)
+                    worst = np.maximum(worst, np.abs(d))
+                out[i] = float(np.sum(worst))
+        return out
 
     @property
     def negative_mass(self) -> float:
@@ -545,7 +650,11 @@ class SpectralQuadrature:
 
         ``stderr`` is the jackknife standard error over probes (leave one probe
         out, recompute; :math:`\\sqrt{(l-1)/l \\sum_k (H^{(-k)} - \\bar H)^2}`); the
-        exact (deflated) nodes are kept in every replicate.
+        exact (deflated) nodes are kept in every replicate. With
+        ``residuals_folded`` the first-order bound of unconverged deflation is
+        added: every node may be off by :attr:`deflation_error` :math:`\\varepsilon`
+        (Weyl), and the change of :math:`H_\\alpha` when node :math:`j` moves by
+        :math:`\\pm\\varepsilon` (the worse sign) is summed over the nodes.
 
         ``normalization="paper"`` returns Algorithm 1 exactly as printed,
         :math:`\\frac{1}{1-\\alpha}\\log(\\sum_k A_k / (\\sum_k B_k)^\\alpha)` with
@@ -573,6 +682,7 @@ class SpectralQuadrature:
             # Sum (not mean) over probes of τ-weighted masses: ∫ x^α dν = Σ_k A_k.
             w = self.num_probes * self.weights
         vals, se = _renyi_from_masses(w, x, we, xe, alphas)
+        se = se + self._renyi_fold(alphas, negative)
         return _pack(vals, se, scalar)
 
     # -- density ------------------------------------------------------------
@@ -817,7 +927,6 @@ def top_eigenpairs(
     max_steps: int | None = None,
     tol: float = 1e-6,
     seed: int | None = 0,
-    _deflate_op: _Op | None = None,
 ) -> EigenPairs:
     """Top-``k`` eigenpairs by Lanczos with full reorthogonalization.
 
@@ -842,7 +951,30 @@ def top_eigenpairs(
     Returns:
         :class:`EigenPairs` (values sorted by the selection rule, vectors as columns).
     """
-    A = _deflate_op if _deflate_op is not None else _Op(op)
+    pairs, converged = _top_eigenpairs(
+        _Op(op), k, which=which, num_steps=num_steps, max_steps=max_steps, tol=tol, seed=seed
+    )
+    if not converged:
+        warnings.warn(
+            f"top_eigenpairs: not converged to tol={tol} after {pairs.num_matvecs - k} Lanczos "
+            "steps; residuals are returned (raise max_steps)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return pairs
+
+
+def _top_eigenpairs(
+    A: _Op,
+    k: int,
+    *,
+    which: str,
+    num_steps: int | None,
+    max_steps: int | None,
+    tol: float,
+    seed: int | None,
+) -> tuple[EigenPairs, bool]:
+    """:func:`top_eigenpairs` on a wrapped operator; also returns whether it converged."""
     n = A.n
     _check_pos_int(k, "k")
     if k > n:
@@ -900,13 +1032,6 @@ def top_eigenpairs(
     m = len(alphas)
     theta, U = _eigh_tridiagonal(np.array(alphas), np.array(betas[: m - 1]))
     sel = select(theta)
-    if not converged:
-        warnings.warn(
-            f"top_eigenpairs: not converged to tol={tol} after {m} Lanczos steps; "
-            "residuals are returned (raise max_steps)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
     Uk = torch.as_tensor(U[:, sel], dtype=dt, device=dev)
     V = Q[:m].T @ Uk  # (n, k)
     V = V / torch.linalg.vector_norm(V, dim=0)
@@ -919,7 +1044,7 @@ def top_eigenpairs(
         .cpu()
         .numpy()
     )
-    return EigenPairs(vals.copy(), V, res, A.num_matvecs - start_count)
+    return EigenPairs(vals.copy(), V, res, A.num_matvecs - start_count), converged
 
 
 def top_eigenpair(
@@ -959,6 +1084,8 @@ def slq(
     quadrature: str = "gauss",
     deflate: int = 0,
     deflate_tol: float = 1e-4,
+    deflate_max_steps: int | None = None,
+    deflate_unconverged: str = "raise",
     probe_batch: int | None = None,
     breakdown_tol: float | None = None,
     generator: torch.Generator | None = None,
@@ -982,6 +1109,18 @@ def slq(
     (:math:`P = I - VV^\\top`, probes :math:`Pz/\\|Pz\\|`, dimension :math:`n - d`).
     This removes the probe variance of a few large outliers (the dominant
     error of :math:`H_\\alpha` for :math:`\\alpha > 1`).
+
+    Unconverged deflation (a Ritz pair whose residual estimate exceeds
+    ``deflate_tol`` times the largest :math:`|\\theta|` after
+    ``deflate_max_steps`` steps) is never taken as exact silently:
+    ``deflate_unconverged="raise"`` (default) raises :class:`DeflationError`
+    with the residuals; ``"fold"`` keeps the pairs and folds their residuals
+    :math:`r_i = \\|Hv_i - \\lambda_i v_i\\|` into the error of every estimate
+    (``residuals_folded``): by Weyl's inequality every node of the deflated
+    decomposition is within :math:`\\varepsilon = (\\sum_i r_i^2)^{1/2}` of an
+    eigenvalue of :math:`H` (:attr:`SpectralQuadrature.deflation_error`), and
+    :meth:`SpectralQuadrature.trace` / :meth:`SpectralQuadrature.renyi_entropy`
+    add the first-order effect of that uncertainty to ``stderr``.
 
     Args:
         op: Dense symmetric torch tensor / numpy array, scipy ``LinearOperator``,
@@ -1008,6 +1147,9 @@ def slq(
             (Radau), with α = 0.5 unchanged at 8%. Default: Gauss.
         deflate: Number ``d`` of top-|λ| eigenpairs to treat exactly.
         deflate_tol: Relative residual tolerance of the deflated pairs.
+        deflate_max_steps: Lanczos steps allowed for the deflated pairs
+            (default: ``min(n, max(4d + 60, 100))``, see :func:`top_eigenpairs`).
+        deflate_unconverged: ``"raise"`` or ``"fold"`` (see above).
         probe_batch: Probes advanced together (one ``(n, b)`` product per step).
             Default: as many as fit in ``2**28`` bytes of Lanczos vectors
             (``m·n·b`` entries; all probes for small ``n``), at least one.
@@ -1044,6 +1186,10 @@ def slq(
         raise ValueError(f"deflate: expected an int in [0, n) = [0, {n}), got {deflate!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError("generator: expected a torch.Generator")
+    if deflate_unconverged not in ("raise", "fold"):
+        raise ValueError(
+            f"deflate_unconverged must be 'raise' or 'fold', got {deflate_unconverged!r}"
+        )
     Z = probe_vectors(n, num_probes, seed, probe, generator)  # float64 CPU, unit columns
     plan = getattr(op, "plan", None)
     if probe_batch > 1 and callable(plan):
@@ -1053,16 +1199,31 @@ def slq(
     exact = np.zeros(0)
     exact_res = np.zeros(0)
     D = None
+    folded = False
     if deflate:
-        pairs = top_eigenpairs(
-            op,
+        pairs, converged = _top_eigenpairs(
+            A,
             deflate,
             which="LM",
+            num_steps=None,
+            max_steps=deflate_max_steps,
             tol=deflate_tol,
             seed=None if seed is None else seed + 1,
-            _deflate_op=A,
         )
         exact, exact_res = pairs.values, pairs.residuals
+        if not converged:
+            scale = max(float(np.abs(exact).max()), np.finfo(float).tiny)
+            if deflate_unconverged == "raise":
+                raise DeflationError(
+                    f"deflate: the top-{deflate} eigenpairs did not converge to "
+                    f"deflate_tol={deflate_tol} (relative residuals up to "
+                    f"{float(exact_res.max()) / scale:.2e}, residual norms "
+                    f"{np.array2string(exact_res, precision=3)}); raise deflate_max_steps, "
+                    "lower deflate, or pass deflate_unconverged='fold' to fold the residuals "
+                    "into the error",
+                    residuals=exact_res,
+                )
+            folded = True
         # Orthonormalize (Ritz vectors are orthonormal up to rounding).
         Dq, _ = torch.linalg.qr(pairs.vectors)
         D = Dq.T.contiguous()
@@ -1103,4 +1264,5 @@ def slq(
         probe=probe,
         seed=seed,
         quadrature=quadrature,
+        residuals_folded=folded,
     )

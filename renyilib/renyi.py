@@ -38,7 +38,14 @@ import torch
 from torch import nn
 
 from renyilib.hessian import hessian_operator, layer_blocks
-from renyilib.lanczos import Estimate, SpectralQuadrature, _check_alphas, _magnitude, slq
+from renyilib.lanczos import (
+    DeflationError,
+    Estimate,
+    SpectralQuadrature,
+    _check_alphas,
+    _magnitude,
+    slq,
+)
 
 __all__ = ["PAPER_ALPHAS", "renyi_entropy", "renyi_sharpness"]
 
@@ -190,6 +197,9 @@ def renyi_sharpness(
     method: str = "slq",
     progress: bool = True,
     *,
+    deflate_tol: float = 1e-4,
+    deflate_max_steps: int | None = None,
+    deflate_unconverged: str = "raise",
     exact_max_dim: int = 4096,
     probe_batch: int | None = None,
     quadrature: str = "gauss",
@@ -231,6 +241,10 @@ def renyi_sharpness(
         seed: Probe seed (each block uses ``seed``; blocks are independent operators).
         negative: ``"abs"`` or ``"positive"`` (treatment of negative eigenvalues).
         deflate: Top-|λ| eigenpairs per block treated exactly (see :func:`slq`).
+        deflate_tol, deflate_max_steps: Convergence of the deflated pairs (see :func:`slq`).
+        deflate_unconverged: ``"raise"`` (default: a block whose deflated pairs do not
+            converge raises :class:`~renyilib.lanczos.DeflationError` naming the block and
+            the residuals) or ``"fold"`` (the residuals are folded into ``stderr``).
         method: ``"slq"``; ``"exact"`` (dense Hessian, ``eigvalsh``; small
             blocks only); ``"auto"`` (exact when the block dimension is at most
             ``exact_max_dim`` and the dense Hessian costs no more products than
@@ -262,6 +276,10 @@ def renyi_sharpness(
     if method not in ("slq", "exact", "auto"):
         raise ValueError(f"method must be 'slq', 'exact' or 'auto', got {method!r}")
     _magnitude(negative)
+    if deflate_unconverged not in ("raise", "fold"):
+        raise ValueError(
+            f"deflate_unconverged must be 'raise' or 'fold', got {deflate_unconverged!r}"
+        )
     selected = _select_blocks(model, blocks, example_input)
     batches = _materialize(data)
     rows = []
@@ -289,15 +307,21 @@ def renyi_sharpness(
             q, _ = _exact_quadrature(op)
             used = "exact"
         else:
-            q = slq(
-                op,
-                num_probes,
-                lanczos_steps,
-                seed,
-                deflate=deflate,
-                probe_batch=probe_batch,
-                quadrature=quadrature,
-            )
+            try:
+                q = slq(
+                    op,
+                    num_probes,
+                    lanczos_steps,
+                    seed,
+                    deflate=deflate,
+                    deflate_tol=deflate_tol,
+                    deflate_max_steps=deflate_max_steps,
+                    deflate_unconverged=deflate_unconverged,
+                    probe_batch=probe_batch,
+                    quadrature=quadrature,
+                )
+            except DeflationError as err:
+                raise DeflationError(f"block {name!r}: {err}", err.residuals) from err
             used = "slq"
         if q.trace(_magnitude(negative)).value > 0:
             ent = q.renyi_entropy(alpha_arr, negative=negative)

@@ -11,6 +11,7 @@ from torch import nn
 
 from renyilib.hessian import hessian_operator
 from renyilib.lanczos import (
+    DeflationError,
     SpectralQuadrature,
     lanczos,
     probe_vectors,
@@ -218,6 +219,71 @@ def test_deflation_exact_outliers_and_smaller_error():
     assert abs(tr.value - lam.sum()) <= 5 * max(tr.stderr, 1e-12) + 1e-8
 
 
+def test_unconverged_deflation_is_refused():
+    """Deflated pairs capped at 6 Lanczos steps are not eigenpairs: slq refuses them by default."""
+    lam = heavy_tailed(120, seed=9)
+    A = with_spectrum(lam, seed=9)
+    with pytest.raises(DeflationError, match=r"did not converge.*residual") as info:
+        slq(A, 8, 20, seed=0, deflate=3, deflate_max_steps=6)
+    # The error carries the true residuals ||Av - lambda v|| of the refused pairs.
+    assert info.value.residuals.shape == (3,) and info.value.residuals.max() > 1e-4 * 60
+    assert isinstance(info.value, ValueError)
+    # Converged deflation is accepted (same call with the default step budget).
+    q = slq(A, 8, 20, seed=0, deflate=3)
+    assert not q.residuals_folded and np.all(q.exact_residuals < 1e-4 * 60)
+    with pytest.raises(ValueError, match="deflate_unconverged"):
+        slq(A, 8, 20, seed=0, deflate=3, deflate_unconverged="ignore")
+
+
+def test_unconverged_deflation_folds_residuals_into_the_error():
+    """deflate_unconverged='fold': every node is uncertain by the Weyl bound eps = ||R||_F;
+    stderr = jackknife + sum over nodes of the change of H_alpha when that node alone moves
+    by +-eps (checked by brute force: shift each node of the quadrature, recompute). The
+    deflation's own error (against a converged deflation with the same probes) must lie
+    within the folded part."""
+    lam = heavy_tailed(80, seed=10)
+    A = with_spectrum(lam, seed=10)
+    n, d = len(lam), 3
+    ref = slq(A, 4, n - d, seed=0, deflate=d, deflate_tol=1e-12).renyi_entropy(ALPHAS).value
+    for steps in (6, 7):
+        q = slq(
+            A, 4, n - d, seed=0, deflate=d, deflate_tol=1e-9, deflate_max_steps=steps,
+            deflate_unconverged="fold",
+        )  # fmt: skip
+        assert q.residuals_folded
+        r, eps = q.exact_residuals, q.deflation_error
+        assert eps == pytest.approx(np.sqrt(np.sum(r**2))) and r.max() > 1e-9 * 60
+        plain = SpectralQuadrature(**{**q.__dict__, "residuals_folded": False})
+        assert plain.deflation_error == 0.0
+        ent, ent_plain = q.renyi_entropy(ALPHAS), plain.renyi_entropy(ALPHAS)
+        np.testing.assert_array_equal(ent.value, ent_plain.value)
+        cells = [(-1, i) for i in range(d)] + [
+            (k, j) for k in range(4) for j in range(q.nodes.shape[1]) if q.weights[k, j] > 0
+        ]
+        bound = np.zeros(len(ALPHAS))
+        for k, j in cells:
+            worst = np.zeros(len(ALPHAS))
+            for sgn in (-1, 1):
+                ex, nodes = q.exact_nodes.copy(), q.nodes.copy()
+                if k < 0:
+                    ex[j] += sgn * eps
+                else:
+                    nodes[k, j] += sgn * eps
+                moved = SpectralQuadrature(**{**plain.__dict__, "exact_nodes": ex, "nodes": nodes})
+                worst = np.maximum(worst, np.abs(moved.renyi_entropy(ALPHAS).value - ent.value))
+            bound += worst
+        assert np.all(bound > 0)
+        np.testing.assert_allclose(ent.stderr - ent_plain.stderr, bound, rtol=1e-6)
+        assert np.all(np.abs(ent.value - ref) <= bound), (steps, ent.value - ref, bound)
+        # Tr H is exact under deflation by Ritz pairs; Tr H^2 gets the fold.
+        tr, tr_plain = q.trace(), plain.trace()
+        assert tr.stderr == tr_plain.stderr
+        sq, sq_plain = q.trace(np.square), plain.trace(np.square)
+        assert sq.stderr > sq_plain.stderr
+        # The flag survives serialization.
+        assert SpectralQuadrature.from_dict(q.to_dict()).residuals_folded
+
+
 def test_density_integrates_to_one():
     lam = heavy_tailed(100, seed=9, negative=True)
     A = with_spectrum(lam, seed=9)
@@ -328,7 +394,7 @@ def test_top_eigenpair_needs_many_steps_and_warns_when_capped():
 
 
 def test_quadrature_json_round_trip(tmp_path):
-    from renyilib.io import read_json, write_json
+    from renyilib.experiments.io import read_json, write_json
 
     lam = heavy_tailed(50, seed=13, negative=True)
     q = slq(with_spectrum(lam, seed=13), 5, 8, seed=0, deflate=2)

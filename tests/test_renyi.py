@@ -249,3 +249,32 @@ def test_renyi_sharpness_options_pass_through(cnn_setup):
     assert q.quadrature == "radau" and len(q.exact_nodes) == 2 and q.nodes.shape == (3, 6)
     assert np.all(np.isfinite(df.entropy)) and (df.method == "slq").all()
     assert df.num_matvecs.iloc[0] == q.num_matvecs
+
+
+def test_renyi_sharpness_unconverged_deflation_names_the_block(cnn_setup):
+    """A block whose deflated pairs do not converge is refused with its name and residuals,
+    or, with deflate_unconverged='fold', measured with the residuals folded into stderr."""
+    from renyilib.lanczos import DeflationError
+
+    model, x, y = cnn_setup
+    kw = dict(blocks="all", num_probes=3, lanczos_steps=5, deflate=3, progress=False)
+    with pytest.raises(DeflationError, match=r"block 'all': .*did not converge.*residual"):
+        renyi_sharpness(model, CE, (x, y), [0.5, 2.0], deflate_max_steps=4, **kw)
+    folded, quads = renyi_sharpness(
+        model,
+        CE,
+        (x, y),
+        [0.5, 2.0],
+        deflate_max_steps=4,
+        deflate_unconverged="fold",
+        return_quadratures=True,
+        **kw,
+    )
+    plain = renyi_sharpness(
+        model, CE, (x, y), [0.5, 2.0], deflate_max_steps=4, deflate_tol=1.0, **kw
+    )
+    assert quads["all"].residuals_folded and quads["all"].deflation_error > 0
+    np.testing.assert_array_equal(folded.entropy, plain.entropy)  # same pairs, same probes
+    assert np.all(folded.stderr > plain.stderr)
+    with pytest.raises(ValueError, match="deflate_unconverged"):
+        renyi_sharpness(model, CE, (x, y), deflate_unconverged="warn", progress=False)
