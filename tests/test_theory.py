@@ -281,3 +281,26 @@ def test_power_sum_requires_psd():
         T.power_sum([1.0, -0.5], 2.0)
     with pytest.raises(ValueError, match="alpha"):
         T.prop_f6(np.eye(2), [1, 1], 0.5)
+
+
+@pytest.mark.parametrize("alpha", [1.5, 2.0, 3.0])
+def test_prop_f6_matches_its_closed_form_on_small_matrices(alpha):
+    """Eq. 60 by hand. H = [[2, 1], [1, 2]], blocks (1, 1): d = 2, T = 4, spec H = {1, 3},
+    B = diag(2, 2), ||E||_F = sqrt 2, Lambda* = 3, so bound = alpha (3/4)^(alpha-1) sqrt 2 sqrt 2 / 4
+    and gap = |(1/4)^a + (3/4)^a - 2 (1/2)^a|. H3 = [[2, 0, 1], [0, 1, 0], [1, 0, 2]], blocks
+    (2, 1): d = 3, T = 5, spec H3 = {1, 1, 3}, spec B = {2, 1, 2}, ||E||_F = sqrt 2, Lambda* = 3.
+    A bound missing sqrt(d) (or using d, or Lambda_max(B)) fails these equalities."""
+    a = alpha
+    h2 = np.array([[2.0, 1.0], [1.0, 2.0]])
+    out = T.prop_f6(h2, [1, 1], a)
+    assert out["bound"] == pytest.approx(a * 0.75 ** (a - 1) * math.sqrt(2) * math.sqrt(2) / 4)
+    assert out["gap"] == pytest.approx(abs(0.25**a + 0.75**a - 2 * 0.5**a))
+    assert out["share"] == pytest.approx(math.sqrt(2) / 4)
+    h3 = np.array([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 2.0]])
+    out = T.prop_f6(h3, [2, 1], a)
+    assert out["bound"] == pytest.approx(a * 0.6 ** (a - 1) * math.sqrt(3) * math.sqrt(2) / 5)
+    assert out["gap"] == pytest.approx(abs((2 + 3**a) / 5**a - (2 * 2**a + 1) / 5**a))
+    assert out["gap"] <= out["bound"]
+    # Block-diagonal H: E = 0, both sides vanish.
+    zero = T.prop_f6(np.diag([1.0, 2.0, 3.0]), [1, 2], a)
+    assert zero["gap"] == pytest.approx(0.0, abs=1e-15) and zero["bound"] == 0.0
