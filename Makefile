@@ -8,7 +8,7 @@ PROFILE ?= cpu
 NOTEBOOKS ?= estimator zoo spectrum correlation cifar rsam bounds
 GENERATED := book/generated
 
-.PHONY: install report notebooks book test lint format bench clean
+.PHONY: install report notebooks book test lint format bench clean core-check
 
 install: $(STAMP)
 
@@ -41,6 +41,16 @@ format: $(STAMP)
 test: $(STAMP) lint
 	$(MAKE) report PROFILE=smoke
 	$(BIN)/pytest
+	$(MAKE) core-check
+
+# The core library alone: a venv with only its declared dependencies and the
+# oldest torch it supports (2.13, CPU build), running the core's contract tests.
+CORE_VENV := .venv-core
+core-check:
+	test -x $(CORE_VENV)/bin/python || $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install -q torch==2.13.0 pytest
+	$(CORE_VENV)/bin/python -m pip install -q -e .
+	cd tests && ../$(CORE_VENV)/bin/python -m pytest -q -p no:cacheprovider -c /dev/null --rootdir=.. test_core_only.py test_layers.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q pyhessian==0.1
