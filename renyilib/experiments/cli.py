@@ -24,6 +24,22 @@ measurement tables (:func:`renyilib.experiments.zoo_measure.export_measurements`
 ``export`` writes the zoo table and training curves
 (:func:`renyilib.experiments.zoo.export_results`). The book renders a zoo too long for
 ``make report`` from these files.
+
+``run`` and ``measure`` with ``--executor slurm|local|debug`` submit instead
+of running here (:mod:`renyilib.experiments.submit`, needs submitit): one
+job-array element per unfinished run index (``run``) or per measurement shard
+of ``--shards N`` (``measure``), each running ``renyilib zoo run --index I`` /
+``renyilib zoo measure --shard K/N``::
+
+    renyilib zoo run --task cifar10-resnet18 --profile paper --out runs \
+        --executor slurm --partition gpu --gpus-per-node 1 --timeout-min 720
+    renyilib zoo measure --task cifar10-resnet18 --profile paper --out runs \
+        --executor slurm --shards 30 --partition gpu --gpus-per-node 1 --timeout-min 240
+    renyilib zoo run --task digits-cnn --profile cpu --executor local --array-parallelism 2
+
+Slurm submissions return at once (``--wait`` waits); ``local`` and ``debug``
+wait for their jobs. Logs and job files go to ``--log-dir`` (default
+``<out>/submitit``). Resubmitting submits only what is unfinished.
 """
 
 from __future__ import annotations
@@ -212,6 +228,82 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_submit(args: argparse.Namespace) -> int:
+    """``zoo run`` / ``zoo measure`` with ``--executor``: submit through submitit."""
+    from renyilib.experiments import submit
+
+    measure = args.zoo_command == "measure"
+    if measure and (args.shard != (0, 1) or args.export):
+        print(
+            "error: with --executor, give the number of shards with --shards N (not --shard), "
+            "and export afterwards with `renyilib zoo measure --export DIR` (no --executor)",
+            file=sys.stderr,
+        )
+        return 2
+    if not measure and args.jobs != 1:
+        print(
+            "error: --jobs is for worker processes here; with --executor, "
+            "--array-parallelism sets how many elements run at once",
+            file=sys.stderr,
+        )
+        return 2
+    slurm_args = {}
+    for item in args.slurm_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --slurm-arg expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        slurm_args[key] = value
+    resources = {
+        "partition": args.partition,
+        "gpus_per_node": args.gpus_per_node,
+        "cpus_per_task": args.cpus_per_task,
+        "mem_gb": args.mem_gb,
+        "timeout_min": args.timeout_min,
+        "setup": args.setup,
+        "slurm_args": slurm_args or None,
+    }
+    common = {
+        "executor": args.executor,
+        "folder": args.log_dir,
+        "config": args.config,
+        "data_root": args.data_root,
+        "device": args.device,
+        "threads": args.threads,
+        "array_parallelism": args.array_parallelism,
+    }
+    try:
+        if measure:
+            sub = submit.submit_measure(
+                args.task, args.profile, args.out, args.shards, **common, **resources
+            )
+        else:
+            indices = None if args.index is None else [args.index]
+            sub = submit.submit_run(
+                args.task, args.profile, args.out, indices=indices, **common, **resources
+            )
+    except (ValueError, KeyError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    what = "shards" if measure else "runs"
+    print(
+        f"{args.executor}: {len(sub.commands)} {what} in {len(sub.jobs)} job(s), "
+        f"{sub.skipped} {'without a finished run' if measure else 'already done'}; logs in {sub.folder}"
+    )
+    for job_id, group in zip(sub.job_ids, sub.argvs):
+        for argv in group:
+            print(f"  {job_id}: renyilib {' '.join(argv)}")
+    if not sub.jobs or (args.executor == "slurm" and not args.wait):
+        return 0
+    failed = 0
+    for job_id, result in zip(sub.job_ids, sub.wait()):
+        if isinstance(result, BaseException):
+            failed += 1
+            print(f"job {job_id} failed: {str(result).strip().splitlines()[-1]}", file=sys.stderr)
+    print(f"{len(sub.jobs) - failed} of {len(sub.jobs)} job(s) finished, {failed} failed")
+    return 1 if failed else 0
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(p) for p in text.split("/"))
@@ -235,6 +327,36 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="data/zoo", help="zoo folder (default: data/zoo)")
         p.add_argument("--config", default=None, help="_config.yml (default: found upwards)")
 
+    def cluster(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("submission (renyilib.experiments.submit, needs submitit)")
+        g.add_argument(
+            "--executor",
+            choices=["slurm", "local", "debug"],
+            default=None,
+            help="submit job-array elements instead of running here",
+        )
+        g.add_argument("--partition", default=None, help="Slurm partition")
+        g.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per element")
+        g.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per element")
+        g.add_argument("--mem-gb", type=float, default=None, help="memory per element (GB)")
+        g.add_argument(
+            "--timeout-min", type=int, default=24 * 60, help="time limit per element (default 1440)"
+        )
+        g.add_argument(
+            "--array-parallelism",
+            type=int,
+            default=None,
+            help="Slurm: most elements at once; local/debug: worker processes (default 1)",
+        )
+        g.add_argument(
+            "--setup", action="append", default=None, help="shell line run before each element"
+        )
+        g.add_argument(
+            "--slurm-arg", action="append", default=None, help="further sbatch option KEY=VALUE"
+        )
+        g.add_argument("--log-dir", default=None, help="submitit folder (default <out>/submitit)")
+        g.add_argument("--wait", action="store_true", help="Slurm: wait for the jobs")
+
     def compute(p: argparse.ArgumentParser, threads: int | None) -> None:
         p.add_argument("--threads", type=int, default=threads, help="torch threads (per worker)")
         p.add_argument("--data-root", default=None, help="data root (else $RENYI_DATA)")
@@ -253,12 +375,17 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--jobs", type=int, default=1, help="worker processes")
             p.add_argument("--index", type=int, default=None, help="run only the I-th config")
             compute(p, threads=1)
+            cluster(p)
     p = zsub.add_parser("measure", help="measure the finished runs (correlation settings)")
     common(p)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
     p.add_argument("--shard", type=_shard, default=(0, 1), help="K/N: only grid index %% N == K")
     p.add_argument("--export", default=None, help="write the measurement CSVs into this folder")
+    p.add_argument(
+        "--shards", type=int, default=1, help="with --executor: number of shards (array elements)"
+    )
     compute(p, threads=None)
+    cluster(p)
     p = zsub.add_parser("export", help="write the zoo table and curves for the book")
     common(p)
     p.add_argument("--profile", default="cpu", choices=PROFILES)
@@ -294,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
         if args.zoo_command == "run" and args.jobs < 1:
             print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
+            return 2
+        if args.zoo_command in ("run", "measure") and args.executor is not None:
+            return _cmd_submit(args)
+        if args.zoo_command == "measure" and args.shards != 1:
+            print("error: --shards needs --executor (here: --shard K/N)", file=sys.stderr)
             return 2
         handler = {
             "list": _cmd_list,
