@@ -47,14 +47,18 @@ __all__ = [
     "KendallResult",
     "alpha_sweep",
     "best_alpha",
+    "bootstrap_tau",
     "check_columns",
     "correlation_table",
+    "granulated_tau",
     "in_paper_range",
     "kendall_tau",
+    "kendall_tau_a",
     "predicted_side",
     "spectral_type",
     "spectral_types",
     "split_selection",
+    "tau_under_target_noise",
     "type_match_table",
 ]
 
@@ -105,6 +109,166 @@ def kendall_tau(
         return KendallResult(float("nan"), float("nan"), n)
     res = stats.kendalltau(x, y)
     return KendallResult(float(res.statistic), float(res.pvalue), n)
+
+
+def kendall_tau_a(
+    measure: Sequence[float] | np.ndarray, gap: Sequence[float] | np.ndarray
+) -> float:
+    """The paper's Eq. 8 as printed (τ-a): :math:`\\frac{2}{N(N-1)}\\sum_{i<j}\\operatorname{sign}(x_i-x_j)\\operatorname{sign}(y_i-y_j)`.
+
+    Equal to :func:`kendall_tau`'s τ-b when neither input has ties; with ties
+    τ-a is smaller in magnitude (tied pairs count as zero in the numerator but
+    not in the denominator). Non-finite pairs are left out; NaN below 2 models.
+    """
+    x = np.asarray(measure, dtype=float)
+    y = np.asarray(gap, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"measure and gap must be 1-D of equal length, got {x.shape}, {y.shape}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = x.size
+    if n < 2:
+        return float("nan")
+    i, j = np.triu_indices(n, k=1)
+    return float(np.sum(np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])) / (n * (n - 1) / 2))
+
+
+def bootstrap_tau(
+    measure: Sequence[float] | np.ndarray,
+    gap: Sequence[float] | np.ndarray,
+    num_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Kendall τ-b with its uncertainty from a bootstrap over models.
+
+    Models (pairs ``(measure_i, gap_i)``) are resampled with replacement
+    ``num_resamples`` times; τ-b of each resample gives the standard error and
+    the percentile interval at ``level``. Resamples with a constant input (τ
+    undefined) are dropped and counted.
+
+    Returns:
+        ``{"tau", "stderr", "low", "high", "n", "resamples"}`` where ``tau`` is
+        the τ-b of the original sample and ``resamples`` the number of usable
+        resamples.
+
+    Raises:
+        ValueError: ``num_resamples`` < 2 or ``level`` outside (0, 1).
+    """
+    if not isinstance(num_resamples, int) or num_resamples < 2:
+        raise ValueError(f"num_resamples must be an int >= 2, got {num_resamples!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    x = np.asarray(measure, dtype=float)
+    y = np.asarray(gap, dtype=float)
+    base = kendall_tau(x, y)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(num_resamples):
+        idx = rng.integers(0, x.size, x.size)
+        t = kendall_tau(x[idx], y[idx]).tau if x.size >= 3 else float("nan")
+        if np.isfinite(t):
+            taus.append(t)
+    taus_arr = np.asarray(taus)
+    if taus_arr.size < 2:
+        return {"tau": base.tau, "stderr": float("nan"), "low": float("nan"),
+                "high": float("nan"), "n": base.n, "resamples": int(taus_arr.size)}  # fmt: skip
+    q = (1.0 - level) / 2.0
+    return {
+        "tau": base.tau,
+        "stderr": float(taus_arr.std(ddof=1)),
+        "low": float(np.quantile(taus_arr, q)),
+        "high": float(np.quantile(taus_arr, 1.0 - q)),
+        "n": base.n,
+        "resamples": int(taus_arr.size),
+    }
+
+
+def tau_under_target_noise(
+    measure: Sequence[float] | np.ndarray, target_draws: np.ndarray
+) -> dict[str, float]:
+    """How much τ moves when the target itself is noisy.
+
+    A generalization gap measured on a finite test set is an estimate; given
+    ``target_draws`` of shape ``(B, N)`` (B plausible gap vectors of the N
+    models, e.g. from a bootstrap over test points), τ-b between ``measure``
+    and each draw gives the spread of τ that the target's own noise causes.
+
+    Returns:
+        ``{"mean", "std", "low", "high"}`` of τ over the draws (2.5% / 97.5%
+        quantiles), NaN when fewer than two draws give a defined τ.
+    """
+    draws = np.asarray(target_draws, dtype=float)
+    x = np.asarray(measure, dtype=float)
+    if draws.ndim != 2 or draws.shape[1] != x.size:
+        raise ValueError(
+            f"target_draws must have shape (B, {x.size}) for {x.size} models, got {draws.shape}"
+        )
+    taus = np.array([kendall_tau(x, d).tau for d in draws])
+    taus = taus[np.isfinite(taus)]
+    if taus.size < 2:
+        return dict.fromkeys(("mean", "std", "low", "high"), float("nan"))
+    return {
+        "mean": float(taus.mean()),
+        "std": float(taus.std(ddof=1)),
+        "low": float(np.quantile(taus, 0.025)),
+        "high": float(np.quantile(taus, 0.975)),
+    }
+
+
+def granulated_tau(
+    df: pd.DataFrame, measure: str, axes: Sequence[str], target: str = "gap"
+) -> pd.DataFrame:
+    """Granulated Kendall τ of Jiang et al. (2019, "Fantastic generalization measures", Eq. 4).
+
+    For each hyper-parameter axis :math:`i`, models are grouped by the values
+    of all *other* axes; within each group (models that differ only in axis
+    :math:`i`) Kendall's τ as Jiang et al. define it (τ-a, :func:`kendall_tau_a`:
+    tied pairs count zero) is computed, and :math:`\\psi_i` is its mean over
+    the groups. The
+    granulated coefficient is :math:`\\Psi = \\frac{1}{|axes|}\\sum_i \\psi_i`. A quantity that only
+    separates two values of one axis (e.g. SGD from Adam) can reach a large
+    overall τ but gets no credit within the groups of the other axes.
+
+    Args:
+        df: One row per model with the ``axes``, ``measure`` and ``target`` columns.
+        measure: The sharpness column.
+        axes: Hyper-parameter columns (e.g. ``["optimizer", "lr", "batch_size", "weight_decay"]``).
+        target: The generalization column.
+
+    Returns:
+        One row per axis (``axis, psi, groups``: mean τ and the number of
+        groups in which the axis varies; ψ is NaN when there is none) and a
+        last row ``axis="granulated"`` with Ψ (mean of the defined ψ_i) and
+        the total number of groups.
+
+    Raises:
+        KeyError: A named column is missing.
+        ValueError: ``axes`` is empty.
+    """
+    axes = list(axes)
+    if not axes:
+        raise ValueError("axes must name at least one hyper-parameter column")
+    check_columns(df, [*axes, measure, target])
+    rows = []
+    for axis in axes:
+        others = [a for a in axes if a != axis]
+        groups = df.groupby(others, sort=False, dropna=False) if others else [((), df)]
+        taus = []
+        for _, sub in groups:
+            if sub[axis].nunique() < 2:
+                continue
+            t = kendall_tau_a(sub[measure].to_numpy(float), sub[target].to_numpy(float))
+            if np.isfinite(t):
+                taus.append(t)
+        rows.append({"axis": axis, "psi": float(np.mean(taus)) if taus else float("nan"),
+                     "groups": len(taus)})  # fmt: skip
+    psis = [r["psi"] for r in rows if np.isfinite(r["psi"])]
+    rows.append({"axis": "granulated", "psi": float(np.mean(psis)) if psis else float("nan"),
+                 "groups": sum(r["groups"] for r in rows)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["axis", "psi", "groups"])
 
 
 def check_columns(df: pd.DataFrame, columns: Iterable[str], arg: str = "df") -> None:

@@ -291,3 +291,80 @@ def test_best_alpha_side_both_on_ties_and_match_excludes_them():
     assert list(best["side"]) == ["both"] and best["alpha"].iloc[0] == 0.0001
     types = pd.DataFrame({"task": ["t"], "run": ["r0"], "block": ["l1"], "type": ["uniform"]})
     assert len(type_match_table(types, best)) == 0
+
+
+def test_kendall_tau_a_is_eq8_and_differs_from_tau_b_under_ties():
+    from renyilib.statistics import kendall_tau_a
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=9), rng.normal(size=9)
+    assert kendall_tau_a(x, y) == pytest.approx(_tau_eq8(x, y), abs=1e-15)
+    assert kendall_tau_a(x, y) == pytest.approx(kendall_tau(x, y).tau, abs=1e-12)  # no ties
+    xt = np.array([1.0, 1.0, 2.0, 3.0, 3.0, 4.0])
+    yt = np.array([1.0, 2.0, 2.0, 3.0, 5.0, 4.0])
+    assert kendall_tau_a(xt, yt) == pytest.approx(_tau_eq8(xt, yt), abs=1e-15)
+    assert abs(kendall_tau_a(xt, yt)) < abs(kendall_tau(xt, yt).tau)
+
+
+def test_bootstrap_tau_interval_covers_and_shrinks_with_n():
+    from renyilib.statistics import bootstrap_tau
+
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=12)
+    big = rng.normal(size=200)
+    r_small = bootstrap_tau(small, small + rng.normal(size=12), num_resamples=400, seed=1)
+    r_big = bootstrap_tau(big, big + rng.normal(size=200), num_resamples=400, seed=1)
+    for r in (r_small, r_big):
+        assert r["low"] <= r["tau"] <= r["high"] and r["resamples"] == 400
+    assert r_big["stderr"] < r_small["stderr"]
+    # same seed, same numbers
+    assert bootstrap_tau(small, small, num_resamples=50, seed=4) == bootstrap_tau(
+        small, small, num_resamples=50, seed=4
+    )
+    with pytest.raises(ValueError, match="num_resamples"):
+        bootstrap_tau(small, small, num_resamples=1)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_tau(small, small, level=1.5)
+
+
+def test_tau_under_target_noise():
+    from renyilib.statistics import tau_under_target_noise
+
+    x = np.arange(10.0)
+    exact = np.tile(x, (5, 1))
+    r = tau_under_target_noise(x, exact)
+    assert r["mean"] == pytest.approx(1.0) and r["std"] == pytest.approx(0.0)
+    noisy = x + np.random.default_rng(0).normal(scale=5.0, size=(50, 10))
+    assert tau_under_target_noise(x, noisy)["std"] > 0.05
+    with pytest.raises(ValueError, match="target_draws"):
+        tau_under_target_noise(x, np.zeros((3, 4)))
+
+
+def test_granulated_tau_gives_no_credit_to_a_measure_that_only_separates_optimizers():
+    from renyilib.statistics import granulated_tau
+
+    rows = []
+    for opt, shift in (("sgd", 1.0), ("adam", 0.0)):
+        for lr in (0.01, 0.1, 1.0):
+            for wd in (0.0, 1e-4):
+                gap = shift + 0.1 * lr + 0.01 * wd  # gap grows with lr within an optimizer
+                rows.append({"optimizer": opt, "lr": lr, "wd": wd, "gap": gap,
+                             "opt_flag": shift,  # separates the optimizers only
+                             "lr_measure": lr})  # fmt: skip
+    df = pd.DataFrame(rows)
+    overall = kendall_tau(df["opt_flag"], df["gap"]).tau
+    assert overall > 0.5
+    g = granulated_tau(df, "opt_flag", ["optimizer", "lr", "wd"]).set_index("axis")
+    # within groups that vary lr or wd, opt_flag is constant: every pair is tied, tau-a = 0
+    assert g.loc["lr", "psi"] == 0.0 and g.loc["wd", "psi"] == 0.0
+    assert g.loc["optimizer", "psi"] == pytest.approx(1.0)
+    assert g.loc["granulated", "psi"] == pytest.approx(1.0 / 3.0)
+    h = granulated_tau(df, "lr_measure", ["optimizer", "lr", "wd"]).set_index("axis")
+    # groups varying lr: 4 groups (opt x wd) of 3 models, tau = 1 in each
+    assert h.loc["lr", "psi"] == pytest.approx(1.0) and h.loc["lr", "groups"] == 4
+    assert h.loc["optimizer", "psi"] == 0.0  # lr_measure constant within those groups
+    assert h.loc["granulated", "psi"] == pytest.approx(1.0 / 3.0)
+    with pytest.raises(ValueError, match="axes"):
+        granulated_tau(df, "lr_measure", [])
+    with pytest.raises(KeyError, match="nope"):
+        granulated_tau(df, "nope", ["lr"])
