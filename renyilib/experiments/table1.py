@@ -18,14 +18,24 @@ seed, best mean validation accuracy (ties: the smaller ρ).
 
 Runs follow the zoo's conventions (:mod:`renyilib.experiments.zoo`): each run is keyed by
 the hash of its full config and lives in ``<out>/<task>/<hash>/`` with
-``config.json``, ``metrics.json`` (its presence marks the run finished; final
-metrics and per-epoch curves, including the mean and maximum
-:math:`\\|\\epsilon\\|_2` of the epoch read from
-``optimizer.last_perturbation_norm``) and ``weights.pt``, all written
-atomically by :mod:`renyilib.experiments.io`; rerunning skips finished runs. The training
-loop is this module's own (it needs the perturbation norms per step and a
-validation split), built on :func:`renyilib.experiments.train.lr_at` and
-:func:`renyilib.experiments.train.evaluate`.
+``config.json``, ``weights.pt`` and, written last, ``metrics.json`` (its
+presence marks the run finished; final metrics and per-epoch curves, including
+the mean and maximum :math:`\\|\\epsilon\\|_2` of the epoch read from
+``optimizer.last_perturbation_norm``), all written atomically by
+:mod:`renyilib.experiments.io`; rerunning skips finished runs. Training is the
+zoo's loop, :func:`renyilib.experiments.train.train`, with Table 1's settings
+(:func:`train_config`: no linear scaling, no warm-up, cosine decay per step,
+evaluation every epoch, perturbation curves).
+
+**Validation split.** RSAM's SGD phase on Tiny ImageNet ends once the
+*validation* top-1 accuracy exceeds 30 % (Table 6). The optimizer is only ever
+told the accuracy of a split held out of the training set
+(:func:`renyilib.experiments.splits.hold_out`): in a tuning run, its
+``val_size`` validation points; in a final run, ``holdout`` training points
+(the profile's ``holdout``, per task under ``task_overrides``) that every
+method of the task leaves out, while the test set is still what the run
+reports. Without a validation split the optimizer gets ``nan``, and a method
+with ``switch_accuracy`` is refused by :func:`make_config`.
 
 Command line::
 
@@ -36,10 +46,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +56,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from renyilib.experiments.config import default_device, load_profile, seed_everything
 from renyilib.experiments.io import (
@@ -60,14 +67,16 @@ from renyilib.experiments.io import (
     write_json,
 )
 from renyilib.experiments.parallel import map_processes
+from renyilib.experiments.splits import hold_out
+from renyilib.experiments.train import TrainConfig, train
 from renyilib.experiments.zoo import build_run_model  # one model builder for zoo and Table 1 runs
-from renyilib.optim import build_optimizer
 
 __all__ = [
     "METHODS",
     "METHOD_LABELS",
     "PAPER_HPARAMS",
     "TASKS",
+    "eval_split",
     "final_configs",
     "load_paper_table",
     "make_config",
@@ -78,6 +87,7 @@ __all__ = [
     "run_table1",
     "runs_table",
     "summarize",
+    "train_config",
     "train_run",
     "tune_configs",
     "tuned_rho",
@@ -196,6 +206,7 @@ def make_config(
     augment: bool = True,
     method_overrides: dict[str, Any] | None = None,
     batch_size: int | None = None,
+    holdout: int | None = None,
 ) -> dict[str, Any]:
     """One run config (JSON-serializable; its hash names the run folder).
 
@@ -213,6 +224,18 @@ def make_config(
         augment: Training augmentation of the dataset.
         method_overrides: Extra optimizer keywords for this method (e.g. Eigen-SAM's ``freq``).
         batch_size: Override of the paper's 128.
+        holdout: For a final run: this many stratified training points are
+            held out as a validation split, evaluated every epoch and read by
+            the optimizer's ``on_epoch_end`` (RSAM's ``switch_accuracy``); the
+            run still reports the test set. Stored as ``data.val_size`` with
+            ``data.eval_split = "test"``.
+
+    Raises:
+        KeyError: Unknown ``task``.
+        ValueError: Unknown ``method``; both ``val_size`` and ``holdout``; a
+            non-positive size; or a method that switches on validation
+            accuracy (``switch_accuracy``) with neither ``val_size`` nor
+            ``holdout``.
     """
     _check_task(task)
     _check_method(method)
@@ -227,6 +250,30 @@ def make_config(
     kwargs.update(method_overrides or {})
     if method == "rsam-fixed":
         kwargs["radius"] = "fixed"
+    for name, value in (("val_size", val_size), ("holdout", holdout)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    if val_size is not None and holdout is not None:
+        raise ValueError(
+            "give val_size (a tuning run, evaluated on the validation split) or holdout "
+            "(a final run with a validation split beside the test set), not both"
+        )
+    if kwargs.get("switch_accuracy") is not None and val_size is None and holdout is None:
+        raise ValueError(
+            f"method {method!r} of task {task!r} ends its SGD phase on validation accuracy "
+            f"(switch_accuracy={kwargs['switch_accuracy']}); give holdout=<number of training "
+            "points held out as the validation split> (profile key `holdout`), or val_size "
+            "for a tuning run: the test accuracy is never used"
+        )
+    data: dict[str, Any] = {
+        "train_subset": train_subset,
+        "test_subset": test_subset,
+        "val_size": val_size,
+    }
+    if holdout is not None:  # key absent otherwise: the hashes of other runs stay as they were
+        data.update(val_size=holdout, eval_split="test")
     t = TASKS[task]
     return {
         "experiment": "rsam-table1",
@@ -239,7 +286,7 @@ def make_config(
             "image_size": t["image_size"],
             "width": width,
         },
-        "data": {"train_subset": train_subset, "test_subset": test_subset, "val_size": val_size},
+        "data": data,
         "train": {
             "method": method,
             "lr": hp["lr"],
@@ -260,8 +307,16 @@ _BUNDLES: dict[str, Any] = {}
 
 
 def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> Any:
-    """The run's DataBundle; for tuning runs the test split is the held-out validation split."""
-    from renyilib.experiments.data import DataBundle, load_data, stratified_indices
+    """The run's data (cached per process).
+
+    Returns:
+        The :class:`~renyilib.experiments.data.DataBundle` of the config's
+        dataset and subsets; when ``config["data"]["val_size"]`` is set, a
+        :class:`~renyilib.experiments.splits.ValidationBundle` whose ``"val"``
+        split holds that many stratified training points out of the training
+        split (:func:`renyilib.experiments.splits.hold_out`, its fixed seed).
+    """
+    from renyilib.experiments.data import load_data
 
     d = config["data"]
     key = config_hash({"dataset": config["dataset"], "data": d, "root": str(root)})
@@ -276,38 +331,51 @@ def run_data(config: dict[str, Any], root: str | os.PathLike | None = None) -> A
         progress=False,
     )
     if d.get("val_size"):
-        n = bundle.num_train
-        if not 0 < d["val_size"] < n:
-            raise ValueError(f"val_size must be in (0, {n}), got {d['val_size']!r}")
-        val = stratified_indices(bundle.train_y, int(d["val_size"]), seed=12345)
-        keep = torch.ones(n, dtype=torch.bool)
-        keep[val] = False
-        bundle = DataBundle(
-            name=bundle.name,
-            train_x=bundle.train_x[keep],
-            train_y=bundle.train_y[keep],
-            test_x=bundle.train_x[val],
-            test_y=bundle.train_y[val],
-            num_classes=bundle.num_classes,
-            input_shape=bundle.input_shape,
-            mean=bundle.mean,
-            std=bundle.std,
-            augmentation=bundle.augmentation,
-            classes=bundle.classes,
-            source=bundle.source,
-        )
+        bundle = hold_out(bundle, int(d["val_size"]))
     _BUNDLES[key] = bundle
     return bundle
 
 
-def _optimizer(model: nn.Module, t: dict[str, Any]) -> torch.optim.Optimizer:
+def eval_split(config: dict[str, Any]) -> str:
+    """The split a run reports as ``eval_*``: ``"val"`` for a tuning run, else ``"test"``.
+
+    ``config["data"]["eval_split"]`` when given (``"test"`` for a final run
+    with a ``holdout``), else ``"val"`` if ``val_size`` is set, else ``"test"``.
+    """
+    d = config["data"]
+    split = d.get("eval_split") or ("val" if d.get("val_size") else "test")
+    if split not in ("val", "test") or (split == "val" and not d.get("val_size")):
+        raise ValueError(
+            f"config['data']['eval_split'] must be 'test', or 'val' with a val_size, got {split!r}"
+        )
+    return split
+
+
+def train_config(config: dict[str, Any]) -> TrainConfig:
+    """The :class:`~renyilib.experiments.train.TrainConfig` of a run config's ``train`` entry.
+
+    Table 1's schedule (App. G.3.2): the learning rate ``lr`` as given (no
+    linear scaling), no warm-up, cosine decay to 0 over all steps;
+    ``rsam-fixed`` is RSAM with ``radius="fixed"``; Eigen-SAM's power
+    iteration is seeded with the run's seed unless its keywords give one.
+    """
+    t = config["train"]
     method = t["method"]
-    name = "rsam" if method == "rsam-fixed" else method
     kwargs = dict(t["optimizer_kwargs"])
-    if name == "eigensam":
+    if method == "eigensam":
         kwargs.setdefault("seed", t["seed"])
-    return build_optimizer(
-        name, model, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"], **kwargs
+    return TrainConfig(
+        optimizer="rsam" if method == "rsam-fixed" else method,
+        lr=t["lr"],
+        batch_size=t["batch_size"],
+        weight_decay=t["weight_decay"],
+        epochs=t["epochs"],
+        warmup_epochs=0,
+        lr_scaling=False,
+        momentum=t["momentum"],
+        augment=t["augment"],
+        seed=t["seed"],
+        optimizer_kwargs=kwargs,
     )
 
 
@@ -323,97 +391,59 @@ def train_run(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train one run config; return the model and the metrics record (with curves).
 
-    Cosine learning-rate decay from ``lr`` to 0 over all steps (no warm-up, App.
-    G.3.2), set every step; cross-entropy; ``optimizer.step(closure)``;
-    ``on_epoch_end(epoch, val_acc)`` with the accuracy on the evaluation split.
+    :func:`renyilib.experiments.train.train` with :func:`train_config`,
+    evaluated every epoch on the training set, the validation split (if the
+    config holds one out) and the test set (unless it is a tuning run), with
+    the perturbation curves. ``on_epoch_end(epoch, val_acc=)`` gets the
+    validation accuracy, or ``nan`` without a validation split.
 
     Returns:
         ``(model, record)``; ``record`` holds the final ``train_loss/acc``,
-        ``eval_loss/acc`` (test, or validation for tuning runs), ``diverged``,
-        ``seconds`` and ``curves`` per epoch (``epoch, lr, batch_loss, train_loss,
-        train_acc, eval_loss, eval_acc, eps_mean, eps_max, perturbed``).
+        ``eval_loss/acc`` (test, or validation for tuning runs; see
+        :func:`eval_split`), ``diverged``, ``seconds``, ``n_train``, ``n_eval``
+        (``n_val`` too for a final run with a holdout) and ``curves`` per epoch
+        (``epoch, lr, batch_loss, train_loss, train_acc, eval_loss, eval_acc,
+        eps_mean, eps_max, perturbed``, and ``val_loss, val_acc`` for a final
+        run with a holdout).
     """
-    from renyilib.experiments.train import evaluate, lr_at
-
-    dev = default_device(device)
     t = config["train"]
+    split = eval_split(config)
     bundle = run_data(config, data_root)
-    seed_everything(t["seed"])
-    model = build_run_model(config).to(dev)
-    opt = _optimizer(model, t)
-    gen = torch.Generator().manual_seed(t["seed"])
-    steps_per_epoch = bundle.num_batches("train", t["batch_size"])
-    total = steps_per_epoch * t["epochs"]
-    loss_fn = nn.CrossEntropyLoss()
-    keys = ("epoch", "lr", "batch_loss", "train_loss", "train_acc", "eval_loss", "eval_acc")
-    curves: dict[str, list] = {k: [] for k in (*keys, "eps_mean", "eps_max", "perturbed")}
-    step, diverged = 0, False
-    start = time.perf_counter()
-
-    def ev(split: str) -> tuple[float, float]:
-        return evaluate(model, bundle.batches(split, 1024, device=dev))
-
-    bar = tqdm(range(t["epochs"]), desc=f"{config['task']} {t['method']}", disable=not progress)
-    for epoch in bar:
-        model.train()
-        loss_sum, count, eps = 0.0, 0, []
-        perturbed = bool(getattr(opt, "perturbation_active", False))
-        for x, y in bundle.batches(
-            "train", t["batch_size"], shuffle=True, augment=t["augment"], generator=gen, device=dev
-        ):
-            lr = lr_at(step, total, 0, t["lr"])
-            for group in opt.param_groups:
-                group["lr"] = lr
-
-            def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                return loss
-
-            loss = float(opt.step(closure).detach())
-            step += 1
-            if not math.isfinite(loss):
-                diverged = True
-                break
-            eps.append(float(getattr(opt, "last_perturbation_norm", 0.0)))
-            loss_sum += loss * y.shape[0]
-            count += y.shape[0]
-        if diverged:
-            break
-        train_loss, train_acc = ev("train")
-        eval_loss, eval_acc = ev("test")
-        for k, v in zip(
-            (*keys, "eps_mean", "eps_max", "perturbed"),
-            (
-                epoch + 1, lr, loss_sum / max(count, 1), train_loss, train_acc, eval_loss,
-                eval_acc, float(np.mean(eps)) if eps else 0.0, max(eps, default=0.0), perturbed,
-            ),
-        ):  # fmt: skip
-            curves[k].append(v)
-        bar.set_postfix(loss=f"{train_loss:.3g}", acc=f"{eval_acc:.3f}")
-        if hasattr(opt, "on_epoch_end"):
-            opt.on_epoch_end(epoch, val_acc=eval_acc)
-    bar.close()
-    if diverged or not curves["epoch"]:
-        train_loss, train_acc = ev("train")
-        eval_loss, eval_acc = ev("test")
+    has_val = getattr(bundle, "val_y", None) is not None
+    seed_everything(t["seed"])  # the model's initialization
+    model = build_run_model(config)
+    result = train(
+        model,
+        bundle,
+        train_config(config),
+        device=device,
+        progress=progress,
+        eval_splits=("val",) if split == "val" else (("val", "test") if has_val else ("test",)),
+        perturbation_curves=True,
+        desc=f"{config['task']} {t['method']}",
+    )
+    curves = dict(result.curves)
+    curves["eval_loss"] = curves.pop(f"{split}_loss")
+    curves["eval_acc"] = curves.pop(f"{split}_acc")
+    final = {"val": (result.val_loss, result.val_acc), "test": (result.test_loss, result.test_acc)}
     record = {
-        "train_loss": train_loss,
-        "train_acc": train_acc,
-        "eval_loss": eval_loss,
-        "eval_acc": eval_acc,
-        "eval_split": "val" if config["data"].get("val_size") else "test",
-        "diverged": diverged,
-        "epochs_run": len(curves["epoch"]),
-        "steps": step,
-        "num_clean_steps": int(getattr(opt, "num_clean_steps", 0)),
-        "switched_at_epoch": getattr(opt, "switched_at_epoch", None),
-        "seconds": time.perf_counter() - start,
+        "train_loss": result.train_loss,
+        "train_acc": result.train_acc,
+        "eval_loss": final[split][0],
+        "eval_acc": final[split][1],
+        "eval_split": split,
+        "diverged": result.diverged,
+        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "num_clean_steps": int(result.optimizer_stats.get("num_clean_steps", 0)),
+        "switched_at_epoch": result.optimizer_stats.get("switched_at_epoch"),
+        "seconds": result.seconds,
         "n_train": bundle.num_train,
-        "n_eval": bundle.num_test,
+        "n_eval": bundle.num_val if split == "val" else bundle.num_test,
         "curves": curves,
     }
+    if has_val and split == "test":
+        record.update(val_loss=result.val_loss, val_acc=result.val_acc, n_val=bundle.num_val)
     return model, record
 
 
@@ -430,7 +460,12 @@ def run(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> str:
-    """Train ``config`` into its run folder unless finished: ``"skipped"`` or ``"done"``."""
+    """Train ``config`` into its run folder unless finished: ``"skipped"`` or ``"done"``.
+
+    Writes ``config.json``, trains, writes ``weights.pt`` and then
+    ``metrics.json``, each atomically: a run killed at any point, the weights'
+    save included, has no ``metrics.json`` and reruns.
+    """
     path = run_dir(out, config)
     if (path / "metrics.json").is_file():
         return "skipped"
@@ -458,7 +493,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
 
 
 def _settings(profile: dict[str, Any], task: str) -> dict[str, Any]:
-    s = {k: profile[k] for k in ("epochs", "width", "train_subset", "test_subset") if k in profile}
+    keys = ("epochs", "width", "train_subset", "test_subset", "holdout")
+    s = {k: profile[k] for k in keys if k in profile}
     s.update((profile.get("task_overrides") or {}).get(task, {}) or {})
     return s
 
@@ -482,7 +518,8 @@ def tune_configs(profile: dict[str, Any], task: str) -> list[dict[str, Any]]:
                     val_size=int(tune["val_size"]),
                     method_overrides=over.get(method),
                     epochs=tune.get("epochs", s.get("epochs")),
-                    **{k: v for k, v in s.items() if k != "epochs"},
+                    # a tuning run's validation split is its val_size (no holdout)
+                    **{k: v for k, v in s.items() if k not in ("epochs", "holdout")},
                 )
             )
     return configs

@@ -1,25 +1,35 @@
-"""The training loop of the model zoo (Appendix G.3.1) and of the SAM family (G.3.2).
+"""The training loop of the model zoo (Appendix G.3.1) and of Table 1 (G.3.2).
 
 One function, :func:`train`, trains a model on a :class:`renyilib.experiments.data.DataBundle`
-with a :class:`TrainConfig` and returns a :class:`TrainResult`:
+with a :class:`TrainConfig` and returns a :class:`TrainResult`; the zoo
+(:mod:`renyilib.experiments.zoo`) and the Table 1 runner
+(:mod:`renyilib.experiments.table1`) both call it.
 
 * optimizers: SGD with momentum 0.9, Adam, and the sharpness-aware family of
   :mod:`renyilib.optim` (SAM, ASAM, EigenSAM, RSAM). Every step is
   ``loss = optimizer.step(closure)`` where ``closure()`` zeroes the gradients,
   runs the forward and backward pass on the current mini-batch and returns the
   loss; plain torch optimizers call it once, the SAM family calls it again at
-  the perturbed weights. An optimizer with an ``on_epoch_end(epoch, val_acc)``
-  method is told the epoch's test accuracy (RSAM's Algorithm 2 switches from
-  SGD to RSAM after ``e1`` epochs or once the validation accuracy passes a
-  threshold).
+  the perturbed weights. An optimizer with an ``on_epoch_end(epoch, val_acc=)``
+  method is told after every epoch the accuracy on the **validation** split
+  (``"val"`` of a :class:`renyilib.experiments.splits.ValidationBundle`, when
+  it is among ``eval_splits``), or ``nan`` when there is none or the epoch was
+  not evaluated. It is never told the test accuracy: RSAM's Algorithm 2
+  switches from SGD to RSAM after ``sgd_epochs`` epochs or once the validation
+  accuracy passes ``switch_accuracy`` (Table 6), and an optimizer with such a
+  threshold is refused when no validation split is evaluated.
 * learning rate: the linear scaling rule of Goyal et al. (2017) that G.3.1
   follows, :math:`\\eta = \\eta_0 \\cdot B / B_0` (:func:`scaled_lr`), then a
   linear warm-up over the first ``warmup_epochs`` and a cosine decay to zero,
-  updated every step (:func:`lr_at`).
-* metrics: after every epoch, the loss and accuracy on the **un-augmented**
-  training set and on the test set, both in eval mode. The final record holds
-  the generalization gap :math:`\\mathcal{L}_{test} - \\mathcal{L}_{train}` (the
-  paper's definition, Sec. 5) and the convergence flag (:func:`is_converged`).
+  updated every step (:func:`lr_at`). Table 1 uses no scaling and no warm-up.
+* metrics: after every evaluated epoch, the loss and accuracy on the
+  **un-augmented** training set and on each split of ``eval_splits``, all in
+  eval mode; with ``perturbation_curves`` also the mean and maximum
+  :math:`\\|\\epsilon\\|_2` of the epoch's steps (the optimizer's
+  ``last_perturbation_norm``) and whether the perturbed method was active. The
+  final record holds the generalization gap
+  :math:`\\mathcal{L}_{test} - \\mathcal{L}_{train}` (the paper's definition,
+  Sec. 5) and the convergence flag (:func:`is_converged`).
 * a non-finite loss stops the run; it is recorded as ``diverged`` rather than
   raised, so that one bad grid point does not stop a zoo.
 
@@ -31,10 +41,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -159,17 +170,27 @@ class TrainResult:
         config: The :class:`TrainConfig` as a dict.
         train_loss, train_acc: Mean cross-entropy and accuracy on the
             un-augmented training set, eval mode, after the last epoch.
-        test_loss, test_acc: The same on the test set.
+        test_loss, test_acc: The same on the test set (``nan`` when ``"test"``
+            was not among ``eval_splits``).
         gap: Generalization gap ``test_loss - train_loss`` (Sec. 5).
         converged: :func:`is_converged` of the final train metrics.
         diverged: A non-finite training loss stopped the run.
         epochs_run: Epochs completed.
         steps: Optimizer steps taken.
         seconds: Wall time of training (not deterministic; not hashed).
-        curves: Per-epoch lists ``epoch, lr, batch_loss, train_loss,
-            train_acc, test_loss, test_acc`` (``batch_loss`` is the mean
-            mini-batch loss on augmented data, as seen by the optimizer).
+        curves: Per evaluated epoch, lists ``epoch, lr, batch_loss, train_loss,
+            train_acc`` and ``<split>_loss, <split>_acc`` for each evaluated
+            split (``batch_loss`` is the mean mini-batch loss on augmented
+            data, as seen by the optimizer); with ``perturbation_curves`` also
+            ``eps_mean, eps_max`` (mean and maximum
+            :math:`\\|\\epsilon\\|_2` over the epoch's steps, 0 for
+            unperturbed steps) and ``perturbed`` (the perturbed method was
+            active at the start of the epoch).
         criterion: The convergence thresholds used.
+        val_loss, val_acc: Final metrics on the validation split (``nan``
+            without one).
+        optimizer_stats: ``num_clean_steps`` and ``switched_at_epoch`` of the
+            SAM family's optimizers (empty for plain SGD/Adam).
     """
 
     config: dict[str, Any]
@@ -185,6 +206,9 @@ class TrainResult:
     seconds: float
     curves: dict[str, list[float]]
     criterion: dict[str, float]
+    val_loss: float = math.nan
+    val_acc: float = math.nan
+    optimizer_stats: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a plain dict (what the zoo writes to ``metrics.json``)."""
@@ -318,6 +342,23 @@ def evaluate(
     return total_loss / count, correct / count
 
 
+def _check_eval_splits(eval_splits: Sequence[str], data: Any) -> tuple[str, ...]:
+    if isinstance(eval_splits, str) or not isinstance(eval_splits, Sequence):
+        raise TypeError(f"eval_splits must be a sequence of split names, got {eval_splits!r}")
+    splits = tuple(eval_splits)
+    bad = [s for s in splits if s not in ("val", "test")]
+    if bad or len(set(splits)) != len(splits):
+        raise ValueError(
+            f"eval_splits must be distinct names among 'val', 'test', got {eval_splits!r}"
+        )
+    if "val" in splits and getattr(data, "val_y", None) is None:
+        raise ValueError(
+            "eval_splits has 'val' but data has no validation split; hold one out of the "
+            "training set with renyilib.experiments.splits.hold_out(data, size)"
+        )
+    return splits
+
+
 def train(
     model: nn.Module,
     data: Any,
@@ -329,32 +370,54 @@ def train(
     eval_every: int = 1,
     min_acc: float = CONVERGED_TRAIN_ACC,
     max_loss: float = CONVERGED_TRAIN_LOSS,
+    eval_splits: Sequence[str] = ("test",),
+    perturbation_curves: bool = False,
+    desc: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``config``; the model is trained in place.
 
     Each step samples a mini-batch (shuffled with a generator seeded by
     ``config.seed``; augmented when ``config.augment``), sets the learning rate
-    to :func:`lr_at` of the step (with the peak rate of the linear scaling rule,
-    G.3.1) and calls ``optimizer.step(closure)``. Cross-entropy is the loss.
+    of every parameter group to :func:`lr_at` of the step (with the peak rate
+    of the linear scaling rule, G.3.1) and calls ``optimizer.step(closure)``.
+    Cross-entropy is the loss. After every epoch an optimizer with
+    ``on_epoch_end`` gets ``on_epoch_end(epoch, val_acc=a)`` with ``a`` the
+    accuracy on ``data``'s ``"val"`` split when ``"val"`` is in
+    ``eval_splits`` and the epoch was evaluated, else ``nan`` (never the test
+    accuracy).
 
     Args:
         model: The network (already initialized; the zoo seeds its init).
         data: A :class:`renyilib.experiments.data.DataBundle` (``batches(split, batch_size,
-            shuffle=, augment=, generator=, device=)``, ``train_y``).
+            shuffle=, augment=, generator=, device=)``, ``train_y``), or a
+            :class:`renyilib.experiments.splits.ValidationBundle` for a ``"val"`` split.
         config: A :class:`TrainConfig` or its dict.
         device: Device; default :func:`renyilib.experiments.config.default_device`.
         progress: Show a tqdm bar over epochs.
         eval_batch_size: Batch size of the evaluation passes (no effect on results).
-        eval_every: Evaluate train/test metrics every this many epochs (the
-            last epoch is always evaluated). ``on_epoch_end(epoch, val_acc)``
-            gets the epoch's test accuracy, or ``nan`` for an epoch that was
-            not evaluated.
+        eval_every: Evaluate every this many epochs (the last epoch is always
+            evaluated); a validation-accuracy switch can only happen on
+            evaluated epochs.
         min_acc, max_loss: Convergence thresholds (:func:`is_converged`).
+        eval_splits: Splits evaluated besides the (un-augmented) training set,
+            among ``"test"`` and ``"val"``; each adds ``<split>_loss`` and
+            ``<split>_acc`` curves.
+        perturbation_curves: Record ``eps_mean``, ``eps_max`` and ``perturbed``
+            per evaluated epoch (from the optimizer's ``last_perturbation_norm``
+            and ``perturbation_active``; 0 and False for optimizers without them).
+        desc: Label of the progress bar (default ``"train <optimizer>"``).
 
     Returns:
         The :class:`TrainResult`. A non-finite mini-batch loss stops training
         and returns a record with ``diverged=True`` and ``converged=False``
         (metrics evaluated on the weights at that point, possibly NaN).
+
+    Raises:
+        ValueError: Bad ``eval_every`` or ``eval_splits``; ``"val"`` requested
+            without a validation split in ``data``; or an optimizer whose
+            switch reads the validation accuracy (``switch_accuracy`` set)
+            while ``"val"`` is not evaluated.
+        TypeError: ``config`` of the wrong type.
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
@@ -362,6 +425,7 @@ def train(
         raise TypeError(f"config must be a TrainConfig or dict, got {type(config).__name__}")
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive int, got {eval_every!r}")
+    splits = _check_eval_splits(eval_splits, data)
     device = default_device(device)
     model.to(device)
     torch.manual_seed(config.seed)  # dropout and anything else drawing from the global RNG
@@ -375,6 +439,13 @@ def train(
     warmup_steps = min(round(config.warmup_epochs * steps_per_epoch), total_steps)
     peak = config.peak_lr
     optimizer = _make_optimizer(model, config)
+    if getattr(optimizer, "switch_accuracy", None) is not None and "val" not in splits:
+        raise ValueError(
+            f"the optimizer switches on validation accuracy (switch_accuracy="
+            f"{optimizer.switch_accuracy}) but eval_splits={splits!r} has no 'val': hold a "
+            "validation split out of the training set (renyilib.experiments.splits.hold_out) "
+            "and pass eval_splits=(..., 'val'); the test accuracy is never used"
+        )
     loss_fn = nn.CrossEntropyLoss()
     on_epoch_end = getattr(optimizer, "on_epoch_end", None)
 
@@ -384,17 +455,18 @@ def train(
             data.batches(split, eval_batch_size, shuffle=False, augment=False, device=device),
         )
 
-    curves: dict[str, list[float]] = {
-        k: []
-        for k in ("epoch", "lr", "batch_loss", "train_loss", "train_acc", "test_loss", "test_acc")
-    }
+    keys = ["epoch", "lr", "batch_loss", "train_loss", "train_acc"]
+    keys += [f"{split}_{m}" for split in splits for m in ("loss", "acc")]
+    if perturbation_curves:
+        keys += ["eps_mean", "eps_max", "perturbed"]
+    curves: dict[str, list[float]] = {k: [] for k in keys}
     step, diverged, epochs_run = 0, False, 0
-    test_acc = float("nan")
     start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"train {config.optimizer}", disable=not progress)
+    bar = tqdm(range(config.epochs), desc=desc or f"train {config.optimizer}", disable=not progress)
     for epoch in bar:
         model.train()
-        batch_loss_sum, batch_count = 0.0, 0
+        batch_loss_sum, batch_count, eps = 0.0, 0, []
+        perturbed = bool(getattr(optimizer, "perturbation_active", False))
         for x, y in data.batches(
             "train",
             config.batch_size,
@@ -417,36 +489,52 @@ def train(
             if not math.isfinite(value):
                 diverged = True
                 break
+            if perturbation_curves:
+                eps.append(float(getattr(optimizer, "last_perturbation_norm", 0.0)))
             batch_loss_sum += value * y.shape[0]
             batch_count += int(y.shape[0])
         if diverged:
             break
         epochs_run = epoch + 1
-        last = epochs_run == config.epochs
-        test_acc = float("nan")  # "not evaluated this epoch" for on_epoch_end
-        if last or epochs_run % eval_every == 0:
-            train_loss, train_acc = eval_split("train")
-            test_loss, test_acc = eval_split("test")
-            curves["epoch"].append(epochs_run)
-            curves["lr"].append(lr_at(step - 1, total_steps, warmup_steps, peak))
-            curves["batch_loss"].append(batch_loss_sum / max(batch_count, 1))
-            curves["train_loss"].append(train_loss)
-            curves["train_acc"].append(train_acc)
-            curves["test_loss"].append(test_loss)
-            curves["test_acc"].append(test_acc)
-            bar.set_postfix(train_loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
+        val_acc = math.nan  # no validation split, or not evaluated this epoch
+        if epochs_run == config.epochs or epochs_run % eval_every == 0:
+            row = {
+                "epoch": epochs_run,
+                "lr": lr_at(step - 1, total_steps, warmup_steps, peak),
+                "batch_loss": batch_loss_sum / max(batch_count, 1),
+            }
+            row["train_loss"], row["train_acc"] = eval_split("train")
+            for split in splits:
+                row[f"{split}_loss"], row[f"{split}_acc"] = eval_split(split)
+            if perturbation_curves:
+                row["eps_mean"] = float(np.mean(eps)) if eps else 0.0
+                row["eps_max"] = max(eps, default=0.0)
+                row["perturbed"] = perturbed
+            for k in keys:
+                curves[k].append(row[k])
+            val_acc = row.get("val_acc", math.nan)
+            shown = {s: f"{row[f'{s}_acc']:.3f}" for s in splits}
+            bar.set_postfix(train_loss=f"{row['train_loss']:.3g}", **shown)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, test_acc)
+            on_epoch_end(epoch, val_acc=val_acc)
     bar.close()
-    if diverged or not curves["epoch"] or curves["epoch"][-1] != epochs_run:
-        train_loss, train_acc = eval_split("train")
-        test_loss, test_acc = eval_split("test")
-    else:
-        train_loss, train_acc = curves["train_loss"][-1], curves["train_acc"][-1]
-        test_loss, test_acc = curves["test_loss"][-1], curves["test_acc"][-1]
+    final: dict[str, tuple[float, float]] = {}
+    for split in ("train", *splits):
+        if diverged or not curves["epoch"] or curves["epoch"][-1] != epochs_run:
+            final[split] = eval_split(split)
+        else:
+            final[split] = (curves[f"{split}_loss"][-1], curves[f"{split}_acc"][-1])
+    train_loss, train_acc = final["train"]
+    test_loss, test_acc = final.get("test", (math.nan, math.nan))
+    val_loss, val_acc = final.get("val", (math.nan, math.nan))
     converged = (not diverged) and is_converged(
         train_loss, train_acc, min_acc=min_acc, max_loss=max_loss
     )
+    stats = {
+        k: getattr(optimizer, k)
+        for k in ("num_clean_steps", "switched_at_epoch")
+        if hasattr(optimizer, k)
+    }
     return TrainResult(
         config=config.to_dict(),
         train_loss=train_loss,
@@ -461,4 +549,7 @@ def train(
         seconds=time.perf_counter() - start,
         curves=curves,
         criterion={"min_train_acc": min_acc, "max_train_loss": max_loss},
+        val_loss=val_loss,
+        val_acc=val_acc,
+        optimizer_stats=stats,
     )

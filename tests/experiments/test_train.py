@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from renyilib import optim
 from renyilib.experiments.data import load_data
 from renyilib.experiments.models import build_model
+from renyilib.experiments.splits import hold_out
 from renyilib.experiments.train import (
     CONVERGED_TRAIN_ACC,
     CONVERGED_TRAIN_LOSS,
@@ -259,3 +260,128 @@ def test_train_config_validation_and_roundtrip():
         TrainConfig.from_dict({"nesterov": True})
     with pytest.raises(ValueError, match="eval_every"):
         train(_mlp(0), None, TrainConfig(), eval_every=0)
+
+
+# ----------------------------------------------------------------------------- validation split
+
+
+class RecordingSGD(torch.optim.SGD):
+    """Plain SGD that records every ``on_epoch_end`` call of the training loop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.received: list[tuple[int, float]] = []
+
+    def on_epoch_end(self, epoch, val_acc=None):
+        self.received.append((epoch, val_acc))
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    made = []
+
+    def build(name, model, params=None, config=None, **kwargs):
+        config = {**(config or {}), **kwargs}
+        opt = RecordingSGD(
+            list(model.parameters()) if params is None else params,
+            lr=config["lr"],
+            momentum=config.get("momentum", 0.0),
+            weight_decay=config.get("weight_decay", 0.0),
+        )
+        made.append(opt)
+        return opt
+
+    monkeypatch.setattr(optim, "build_optimizer", build)
+    return made
+
+
+def test_on_epoch_end_never_sees_the_test_accuracy(digits, recording):
+    """Without a validation split the optimizer is told nan, not the test accuracy (#18.2)."""
+    cfg = TrainConfig(lr=0.05, batch_size=32, epochs=3, warmup_epochs=0)
+    r = train(_mlp(0), digits, cfg, device="cpu", progress=False)
+    (opt,) = recording
+    assert [e for e, _ in opt.received] == [0, 1, 2]
+    assert all(math.isnan(a) for _, a in opt.received), opt.received
+    assert r.curves["test_acc"] and math.isnan(r.val_acc) and math.isnan(r.val_loss)
+
+
+def test_on_epoch_end_gets_the_validation_accuracy(digits, recording):
+    v = hold_out(digits, 50)
+    cfg = TrainConfig(lr=0.05, batch_size=32, epochs=3, warmup_epochs=0)
+    model = _mlp(0)
+    r = train(
+        model, v, cfg, device="cpu", progress=False, eval_every=2, eval_splits=("val", "test")
+    )
+    (opt,) = recording
+    # epochs 2 and 3 are evaluated (every 2nd and the last); epoch 1 is not: nan.
+    assert r.curves["epoch"] == [2, 3]
+    assert math.isnan(opt.received[0][1])
+    assert [a for _, a in opt.received[1:]] == r.curves["val_acc"]
+    # ... and it is the accuracy on the held-out training points, not on the test set.
+    with torch.no_grad():
+        pred_val = model(v.normalize(v.val_x)).argmax(1)
+        pred_test = model(v.normalize(v.test_x)).argmax(1)
+    assert r.val_acc == (pred_val == v.val_y).sum().item() / 50 == opt.received[-1][1]
+    assert r.test_acc == (pred_test == v.test_y).sum().item() / 100
+    assert r.steps == 3 * math.ceil(150 / 32)  # trained on the 150 points left
+
+
+def test_rsam_accuracy_switch_reads_the_validation_split(digits):
+    kwargs = {"rho": 0.05, "alpha": 1.2, "sgd_epochs": None, "switch_accuracy": 0.0}
+    cfg = TrainConfig(
+        optimizer="rsam", lr=0.05, batch_size=50, epochs=3, warmup_epochs=0, optimizer_kwargs=kwargs
+    )
+    with pytest.raises(ValueError, match="switch_accuracy=0.0.*no 'val'"):
+        train(_mlp(0), digits, cfg, device="cpu", progress=False)
+    r = train(
+        _mlp(0),
+        hold_out(digits, 50),
+        cfg,
+        device="cpu",
+        progress=False,
+        eval_splits=("val",),
+        perturbation_curves=True,
+    )
+    # Validation accuracy > 0 after the first (SGD) epoch: the switch happens there.
+    assert r.curves["val_acc"][0] > 0
+    assert r.optimizer_stats == {"num_clean_steps": 0, "switched_at_epoch": 1}
+    assert r.curves["perturbed"] == [False, True, True]
+    assert r.curves["eps_mean"][0] == 0.0 and min(r.curves["eps_mean"][1:]) > 0
+    # eval_splits=("val",): the test set is never evaluated.
+    assert "test_acc" not in r.curves and math.isnan(r.test_acc) and math.isnan(r.gap)
+
+
+def test_perturbation_curves(digits):
+    """SAM's perturbation has norm exactly rho (eps = rho g / ||g||); SGD's is 0."""
+    sam = TrainConfig(
+        optimizer="sam", lr=0.05, batch_size=50, epochs=2, warmup_epochs=0,
+        optimizer_kwargs={"rho": 0.05},
+    )  # fmt: skip
+    r = train(_mlp(0), digits, sam, device="cpu", progress=False, perturbation_curves=True)
+    assert list(r.curves) == [
+        "epoch", "lr", "batch_loss", "train_loss", "train_acc", "test_loss", "test_acc",
+        "eps_mean", "eps_max", "perturbed",
+    ]  # fmt: skip
+    # float32 norm of a float32 vector of norm 0.05: relative error ~1e-7.
+    assert r.curves["eps_mean"] == pytest.approx([0.05, 0.05], rel=1e-5)
+    assert r.curves["eps_max"] == pytest.approx([0.05, 0.05], rel=1e-5)
+    assert r.curves["perturbed"] == [True, True]
+    assert r.optimizer_stats == {"num_clean_steps": 0, "switched_at_epoch": 0}
+    sgd = TrainConfig(lr=0.05, batch_size=50, epochs=2, warmup_epochs=0)
+    r = train(_mlp(0), digits, sgd, device="cpu", progress=False, perturbation_curves=True)
+    assert r.curves["eps_mean"] == r.curves["eps_max"] == [0.0, 0.0]
+    assert r.curves["perturbed"] == [False, False] and r.optimizer_stats == {}
+    r = train(_mlp(0), digits, sgd, device="cpu", progress=False)
+    assert "eps_mean" not in r.curves
+
+
+def test_eval_splits_bad_input(digits):
+    cfg = TrainConfig(lr=0.05, batch_size=50, epochs=1, warmup_epochs=0)
+    with pytest.raises(ValueError, match="hold_out"):
+        train(_mlp(0), digits, cfg, progress=False, eval_splits=("val",))
+    with pytest.raises(ValueError, match="eval_splits"):
+        train(_mlp(0), digits, cfg, progress=False, eval_splits=("train",))
+    with pytest.raises(ValueError, match="eval_splits"):
+        train(_mlp(0), digits, cfg, progress=False, eval_splits=("test", "test"))
+    with pytest.raises(TypeError, match="eval_splits"):
+        train(_mlp(0), digits, cfg, progress=False, eval_splits="test")
