@@ -282,7 +282,7 @@ def scatter_tau(
     if logx and np.all(x[np.isfinite(x)] > 0):
         log_axis(ax, "x")
     else:
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(3))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=2, min_n_ticks=2))
     ax.set_title(f"{title}\nτ = {tau:.3f}" if np.isfinite(tau) else f"{title}\nτ = n/a")
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -326,6 +326,7 @@ def scatter_grid(
         title, x, gap, tau = panels[k]
         scatter_tau(ax, x, gap, title, tau=tau, hue=hue, ylabel="gap" if k % ncols == 0 else "")
         ax.title.set_fontsize(7)
+        ax.tick_params(axis="x", labelrotation=25)
     if hue is not None:
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))

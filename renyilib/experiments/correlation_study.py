@@ -222,7 +222,7 @@ def grid_panels(
             .set_index("run")
             .reindex(baselines["run"])
         )
-        title = f"{'all layers' if b == 'all' else b} (α={a:g})"
+        title = f"{'all layers' if b == 'all' else b}\n(α={a:g})"
         panels.append((title, s["sharpness"].to_numpy(), baselines["gap"].to_numpy(), None))
     for m in BASELINES:
         if m in baselines:
@@ -358,7 +358,7 @@ def type_match_summary(
     match = type_match_table(types, best, by=["task", "block"])
     n_cases, n_match = len(match), int(match["match"].sum())
     tied = best[(best["block"] != "all") & (best["side"] == "both")]["block"].tolist()
-    majority = match["best_side"].value_counts().max() / max(n_cases, 1) if n_cases else 0.0
+    majority = match["best_side"].value_counts().max() / max(n_cases, 1)
     ok = sweep[in_paper_range(sweep["alpha"].to_numpy()) & (sweep["block"] != "all")]
     margin = ok.assign(side=np.where(ok["alpha"] < 1, "τ best α<1", "τ best α>1")).pivot_table(
         index="block", columns="side", values="tau", aggfunc="max"
@@ -416,20 +416,60 @@ def cost_summary(cost: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def paper_fig11_beside(ref: pd.DataFrame, ours: pd.Series) -> pd.DataFrame:
-    """The paper's Fig. 11 τ (CIFAR-100 ResNet-18) beside ours, matched by panel.
+def paper_fig11_beside(
+    ref: pd.DataFrame, *, task: str, layer_taus: Sequence[float], baseline_tau: pd.Series
+) -> pd.DataFrame:
+    """The paper's Fig. 11 τ (CIFAR-100 ResNet-18) beside ours, row by row.
+
+    The paper's layers are ResNet-18's 17th–21st and its other baselines are
+    illegible by name, so layers and the other baselines are compared as ranges.
 
     Args:
-        ref: ``book/reference/paper_correlation_tau.csv`` (``panel``, ``tau``, ``label``).
-        ours: Our τ by panel name (``"all layers"``, ``"parameter norm"``, layer or
-            baseline labels); panels without a counterpart get NaN.
+        ref: ``book/reference/paper_correlation_tau.csv`` (``panel``, ``tau``).
+        task: Our task (the column name).
+        layer_taus: Our layers' τ at their best α.
+        baseline_tau: Our τ per baseline (index: keys of :data:`BASELINE_LABELS`),
+            with ``"all"`` holding the all-layer τ at its best α.
 
     Returns:
-        ``panel``, ``paper τ``, ``ours``, ``legible`` (the reference's label).
+        Rows: the per-layer range, all layers, the parameter norm, the other
+        baselines' range; columns ``paper (Fig. 11, cifar100-resnet18)`` and
+        ``ours (<task>)``, as text.
     """
-    out = ref[["panel", "tau", "label"]].rename(columns={"tau": "paper τ", "label": "legible"})
-    out.insert(2, "ours", out["panel"].map(ours))
-    return out.reset_index(drop=True)
+    ref = ref.set_index("panel")["tau"]
+    paper_layers = ref[[p for p in ref.index if p.startswith("layer ")]]
+    paper_other = ref[[p for p in ref.index if p.startswith("baseline ")]]
+    ours_other = baseline_tau.drop(index=["all", "param_norm"], errors="ignore")
+
+    def span(v: Any) -> str:
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        return f"{v.min():.3f} to {v.max():.3f}" if len(v) else "—"
+
+    def one(v: Any) -> str:
+        return f"{float(v):.3f}" if np.isfinite(v) else "—"
+
+    rows = {
+        "each layer at its best α (range)": (
+            span(paper_layers) + f" ({len(paper_layers)} of its 21 layers)",
+            span(layer_taus) + f" ({len(layer_taus)} layers)",
+        ),
+        "all layers at the best α": (
+            one(ref.get("all layers", np.nan)),
+            one(baseline_tau.get("all", np.nan)),
+        ),
+        "parameter norm": (
+            one(ref.get("parameter norm", np.nan)),
+            one(baseline_tau.get("param_norm", np.nan)),
+        ),
+        "the other baselines (range)": (
+            span(paper_other) + f" ({len(paper_other)} measures)",
+            span(ours_other) + f" ({len(ours_other)} measures)",
+        ),
+    }
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["paper (Fig. 11, cifar100-resnet18)", f"ours ({task})"]
+    )
 
 
 def verdict_sentences(
@@ -630,15 +670,11 @@ def correlation_study(
     robustness = pd.DataFrame(
         {"all models": headline(res["profiles"], base_all), model_set: headline(prof, base)}
     )
-    ours = {f"layer {i + 1}": float(v) for i, v in enumerate(layer_best["tau"])}
-    ours.update(
-        {
-            "all layers": float(all_best["tau"]),
-            "parameter norm": float(bt.get("param_norm", np.nan)),
-        }
-    )
     fig11 = paper_fig11_beside(
-        pd.read_csv(reference / "paper_correlation_tau.csv", comment="#"), pd.Series(ours)
+        pd.read_csv(reference / "paper_correlation_tau.csv", comment="#"),
+        task=task,
+        layer_taus=layer_best["tau"].to_numpy(),
+        baseline_tau=pd.concat([bt, pd.Series({"all": float(all_best["tau"])})]),
     )
     n_used = int(base["run"].nunique())
     verdict = verdict_sentences(
