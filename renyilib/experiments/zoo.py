@@ -12,9 +12,9 @@ Layout of a zoo folder (every file written atomically by :mod:`renyilib.experime
 
     <out>/<task>/<run-hash>/
         config.json     the run config (hashed by renyilib.experiments.io.config_hash) + code version
-        metrics.json    final record + per-epoch curves (renyilib.experiments.train.TrainResult);
-                        its presence marks the run as finished
         weights.pt      final state dict (torch.load(..., weights_only=True))
+        metrics.json    final record + per-epoch curves (renyilib.experiments.train.TrainResult);
+                        written after weights.pt: its presence marks the run as finished
         error.json      the traceback of a failed attempt (removed on success)
         measures/<measure-hash>.json   cached measurements (:func:`measure`)
 
@@ -379,6 +379,13 @@ def run_config(
     eval_every: int = 1,
 ) -> str:
     """Train one run of a zoo unless it is finished; never raises on a training error.
+
+    Writes ``config.json``, trains, then ``weights.pt`` and last ``metrics.json``
+    (each atomically), so a run killed at any point, inside the weights' save
+    included, is not finished and reruns. The optimizer's ``on_epoch_end`` is
+    told ``nan`` for the validation accuracy (a zoo run holds no validation
+    split out; an optimizer with ``switch_accuracy`` is refused by
+    :func:`renyilib.experiments.train.train`).
 
     Args:
         config: A run config from :func:`grid`.

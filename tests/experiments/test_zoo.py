@@ -287,3 +287,35 @@ def test_measure_cache_hit_and_miss(configs, tmp_path):
         zoo.measure(path, "", {}, compute)
     with pytest.raises(TypeError, match="compute must return a dict"):
         zoo.measure(path, "bad", {}, lambda: 3.0)
+
+
+def test_kill_during_the_weights_save_leaves_an_unfinished_run(configs, tmp_path, monkeypatch):
+    """#18.7a: metrics.json (the 'finished' mark) is written after weights.pt."""
+    c = configs[0]
+    path = zoo.run_dir(tmp_path, c)
+    real_save = torch.save
+
+    def save_then(exc):
+        def save(obj, f, *args, **kwargs):
+            Path(f).write_bytes(b"half a state dict")
+            raise exc
+
+        return save
+
+    # A kill inside the save (the process ends there): nothing marks the run finished.
+    monkeypatch.setattr(torch, "save", save_then(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        zoo.run_config(c, tmp_path)
+    assert zoo.run_status(path) == "missing"
+    assert not (path / "metrics.json").exists() and not (path / "weights.pt").exists()
+    assert not list(path.glob(".*.tmp"))
+    assert list(zoo.status(tmp_path, [c]).status) == ["missing"]
+    # A failing save (disk full): recorded as failed, still not finished.
+    monkeypatch.setattr(torch, "save", save_then(OSError(28, "No space left on device")))
+    assert zoo.run_config(c, tmp_path) == "failed"
+    assert list(zoo.status(tmp_path, [c]).status) == ["failed"]
+    assert not (path / "metrics.json").exists() and zoo.table(tmp_path).empty
+    monkeypatch.setattr(torch, "save", real_save)
+    assert zoo.run_config(c, tmp_path) == "done"  # the next invocation trains it again
+    assert list(zoo.status(tmp_path, [c]).status) == ["done"]
+    zoo.load_run(path)  # weights and metrics both there
