@@ -567,6 +567,41 @@ def _normalized(g: dict[str, torch.Tensor], batched: bool) -> dict[str, torch.Te
     return {k: v * scale for k, v in g.items()}
 
 
+def _sam1_epoch(
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    lr: float,
+    rho: float,
+    weight_decay: float,
+) -> dict[str, torch.Tensor]:
+    """One sequential 1-SAM epoch (plain autograd on leaf tensors, updated in place)."""
+    names = list(params)
+    leaves = [params[k].clone().requires_grad_(True) for k in names]
+    buffers = dict(model.named_buffers())
+    live = dict(zip(names, leaves))
+    for i in order.tolist():
+        xi, yi = x[i : i + 1], y[i]
+        g = torch.autograd.grad(
+            (functional_call(model, (live, buffers), (xi,))[0] - yi) ** 2, leaves
+        )
+        norm = torch.sqrt(sum(v.pow(2).sum() for v in g))
+        scale = float(rho / norm) if norm > 0 else 0.0
+        with torch.no_grad():
+            for p, v in zip(leaves, g):
+                p.add_(v, alpha=scale)
+        g2 = torch.autograd.grad(
+            (functional_call(model, (live, buffers), (xi,))[0] - yi) ** 2, leaves
+        )
+        with torch.no_grad():
+            for p, v, v2 in zip(leaves, g, g2):
+                p.sub_(v, alpha=scale)
+                p.mul_(1.0 - lr * weight_decay).sub_(v2, alpha=lr)
+    return {k: p.detach() for k, p in zip(names, leaves)}
+
+
 def train_run(
     model: TwoLayerNet,
     data: ParityData,
@@ -657,11 +692,9 @@ def train_run(
             g2 = {k: v.mean(0) for k, v in pert_grad(pert, x, y).items()}
             params = {k: v - lr * (g2[k] + weight_decay * v) for k, v in params.items()}
         else:
-            for i in torch.randperm(n, generator=gen).tolist():
-                g = grad_i(params, x[i], y[i])
-                e = _normalized(g, batched=False)
-                g2 = grad_i({k: params[k] + rho * e[k] for k in params}, x[i], y[i])
-                params = {k: v - lr * (g2[k] + weight_decay * v) for k, v in params.items()}
+            params = _sam1_epoch(
+                model, params, x, y, torch.randperm(n, generator=gen), lr, rho, weight_decay
+            )
         if not all(bool(torch.isfinite(v).all()) for v in params.values()):
             record(epoch, diverged=True)
             break
