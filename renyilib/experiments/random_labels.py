@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -73,6 +72,24 @@ __all__ = [
 MODELS = ("lenet", "mlp")
 #: Measures correlated with the gap, besides the ``renyi_<alpha>`` columns.
 MEASURES = ("min_sharpness", "trace")
+#: Leading columns of the study's table (the ``renyi_<alpha>`` and timing columns follow).
+_COLUMNS = (
+    "model",
+    "ratio",
+    "seed",
+    "gap",
+    "min_sharpness",
+    "trace",
+    "train_acc",
+    "test_acc",
+    "train_loss",
+    "test_loss",
+    "loss_gap",
+    "converged",
+    "ms_converged",
+    "params",
+    "key",
+)
 #: Version of the run record (bump when a run's content changes).
 _RECORD_VERSION = 1
 
@@ -159,6 +176,7 @@ def _run_config(model: str, ratio: float, seed: int, settings: dict[str, Any]) -
         "alphas",
         "num_probes",
         "lanczos_steps",
+        "measure_samples",
     )
     cfg = {k: settings[k] for k in keys}
     cfg["alphas"] = [float(a) for a in cfg["alphas"]]
@@ -183,6 +201,7 @@ DEFAULTS: dict[str, Any] = {
     "alphas": [0.5, 1.0, 2.0],
     "num_probes": 20,
     "lanczos_steps": 30,
+    "measure_samples": None,
 }
 
 
@@ -212,7 +231,8 @@ def run_one(
     Training: Adam, constant-then-cosine schedule of
     :func:`renyilib.experiments.train.train`, no augmentation, ``epochs``
     epochs. Measures on the training set with the shuffled labels (the data
-    the model fits), in float32 on ``device``.
+    the model fits), or on a seeded subset of ``measure_samples`` of its
+    points, in float32 on ``device``.
 
     Args:
         model_name: ``"lenet"`` or ``"mlp"``.
@@ -220,7 +240,8 @@ def run_one(
         seed: Run seed.
         settings: Overrides of :data:`DEFAULTS` (epochs, lr, batch_size,
             weight_decay, width, train_subset, test_subset, alphas,
-            num_probes, lanczos_steps).
+            num_probes, lanczos_steps, measure_samples: ``None`` for the
+            whole training set).
         bundle: The digits :class:`DataBundle` (loaded if omitted).
         device: Training and measuring device.
         progress: tqdm bar of the training epochs.
@@ -256,8 +277,12 @@ def run_one(
     )
     seconds_train = time.perf_counter() - t0
     model.eval()
-    x = noisy.normalize(noisy.train_x).to(device)
-    y = noisy.train_y.to(device)
+    x, y = noisy.normalize(noisy.train_x), noisy.train_y
+    k = settings["measure_samples"]
+    if k is not None and int(k) < len(y):  # a fixed seeded subset of the (noisy) training set
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(int(seed)))[: int(k)]
+        x, y = x[keep], y[keep]
+    x, y = x.to(device), y.to(device)
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     ms = minimum_sharpness(model, loss_fn, (x, y))
@@ -360,6 +385,8 @@ def random_label_study(
         records.append(rec)
     df = pd.DataFrame([{k: v for k, v in rec.items() if k not in ("config",)} for rec in records])
     df = df.drop(columns=["scales"])
+    first = [c for c in _COLUMNS if c in df.columns]
+    df = df[first + sorted(c for c in df.columns if c not in first)]
     return df.sort_values(["model", "ratio", "seed"]).reset_index(drop=True)
 
 
@@ -384,7 +411,13 @@ def kendall_table(df: pd.DataFrame, gap: str = "gap") -> pd.DataFrame:
         for measure in measures:
             res = kendall_tau(sub[measure].to_numpy(float), sub[gap].to_numpy(float))
             rows.append(
-                {"model": model, "measure": measure, "tau": res.tau, "pvalue": res.pvalue, "n": res.n}
+                {
+                    "model": model,
+                    "measure": measure,
+                    "tau": res.tau,
+                    "pvalue": res.pvalue,
+                    "n": res.n,
+                }
             )
     return pd.DataFrame(rows)
 
@@ -423,9 +456,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="results folder (default: the profile's `results`)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--models", nargs="*", default=None, help="run only these (then no table is written)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = profile_settings(args.profile)
+    if args.models:  # one shard of the grid into the shared cache (run the rest in parallel)
+        random_label_study(
+            args.models, cfg["ratios"], cfg["seeds"], cfg["settings"], device=args.device
+        )
+        return 0
     df = random_label_study(
         cfg["models"], cfg["ratios"], cfg["seeds"], cfg["settings"], device=args.device
     )
