@@ -14,9 +14,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from renyilib.plots import FIGURE_WIDTH, heatmap, subplots
+from renyilib.plots import FIGURE_WIDTH, color, heatmap, log_axis, subplots
 
-__all__ = ["selection_bars", "tau_against_alpha", "tau_heatmap"]
+__all__ = [
+    "appendix_f_figure",
+    "bounds_figure",
+    "invariance_figure",
+    "selection_bars",
+    "tau_against_alpha",
+    "tau_heatmap",
+]
 
 
 def _check_columns(df: pd.DataFrame, columns: Sequence[str], arg: str) -> None:
@@ -123,4 +130,138 @@ def tau_heatmap(
     heatmap(ax, table, signed=True, cbar_label=cbar_label, annot=annot)
     if rotate:
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
+    return fig
+
+
+def invariance_figure(inv: dict, alphas: Sequence[float]) -> plt.Figure:
+    """Prop. 2.2 along log c (three panels; the bounds chapter's first figure).
+
+    (a) H_α of the two rescaled weight blocks (solid; crosses: SLQ), of the
+    second layer's weight+bias block and of all parameters (dashed) against
+    log c; (b) their trace and λ_max against ∝ c^−2; (c) |H_α(c) − H_α(1)| of the
+    first layer for ReLU, GELU and ReLU + BatchNorm.
+
+    Args:
+        inv: :func:`renyilib.experiments.bounds_study.invariance`.
+        alphas: The profile's α (the first is used in panel b).
+
+    Returns:
+        The figure.
+
+    Raises:
+        KeyError: ``inv`` lacks ``curves``, ``slq``, ``layers``, ``w0`` or ``w1``.
+    """
+    relu, slq_df, layers = inv["curves"]["ReLU"], inv["slq"], inv["layers"]
+    w0, w1, bias_block = inv["w0"], inv["w1"], layers["ReLU"][1]
+    fig = plt.figure(figsize=(FIGURE_WIDTH, 6.8), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    ax_a, ax_b, ax_c = (
+        fig.add_subplot(grid[0, 0]),
+        fig.add_subplot(grid[0, 1]),
+        fig.add_subplot(grid[1, :]),
+    )
+    for (block, a), df in relu.groupby(["block", "alpha"]):
+        if block == "all" or block in (w0, w1, bias_block):
+            style = "-" if block in (w0, w1) else "--"
+            ax_a.plot(
+                df["log_c"], df["entropy"], style, marker="o", ms=3, label=f"{block}, α={a:g}"
+            )
+    for _, df in slq_df.groupby(["block", "alpha"]):
+        ax_a.plot(df["log_c"], df["entropy"], "x", color="k", ms=5)
+    ax_a.set(
+        xlabel="log c", ylabel="H_α (exact; × = SLQ)", title="(a) H_α along the rescaling (ReLU)"
+    )
+    ax_a.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    for block, marker in ((w0, "o"), (w1, "s")):
+        df = relu[(relu["block"] == block) & (relu["alpha"] == alphas[0])]
+        ax_b.plot(df["log_c"], df["trace"], marker=marker, label=f"Tr H, {block}")
+        ax_b.plot(df["log_c"], df["lambda_max"], marker=marker, ls=":", label=f"λ_max, {block}")
+    ref = relu[(relu["block"] == w0) & (relu["alpha"] == alphas[0])]
+    mid = ref["trace"].iloc[len(ref) // 2]
+    ax_b.plot(ref["log_c"], mid * np.exp(-2 * ref["log_c"]), "k--", lw=0.8, label="∝ c⁻²")
+    log_axis(ax_b, "y")
+    ax_b.set(xlabel="log c", title="(b) trace and λ_max ∝ c^∓2 (ReLU)")
+    ax_b.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    for label in ("ReLU", "GELU", "ReLU + BatchNorm"):
+        df = inv["curves"][label]
+        sub = df[df["block"] == f"{layers[label][0]}.weight"]
+        for a, d in sub.groupby("alpha"):
+            base = d[d["log_c"] == 0.0]["entropy"].iloc[0]
+            dev = np.abs(d["entropy"] - base) + 1e-16
+            ax_c.plot(d["log_c"], dev, marker="o", ms=3, label=f"{label}, α={a:g}")
+    log_axis(ax_c, "y")
+    ax_c.set(
+        xlabel="log c", ylabel="|H_α(c) − H_α(1)|, first layer", title="(c) where invariance breaks"
+    )
+    ax_c.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    return fig
+
+
+def appendix_f_figure(table: pd.DataFrame, alpha: float | None) -> plt.Figure:
+    """App. F: off-block-diagonal share per model (a) and Prop. F.6's gap against its bound (b).
+
+    Args:
+        table: :func:`renyilib.experiments.bounds_study.appendix_f`'s ``table``.
+        alpha: The α > 1 of panel (b) (``None``: panel b is left empty).
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError, ValueError: ``table`` is not a DataFrame with the needed columns.
+    """
+    _check_columns(table, ["model", "share", "frobenius_share"], "table")
+    fig, axes = subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2))
+    ax = axes[0, 0]
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["share"], 0.4, label="‖E‖_F / Tr H")
+    ax.bar(x + 0.2, table["frobenius_share"], 0.4, label="‖E‖_F / ‖H‖_F")
+    ax.set_xticks(x, table["model"], rotation=30, ha="right", fontsize=6)
+    ax.set(title="(a) off-block-diagonal share")
+    ax.legend()
+    ax = axes[0, 1]
+    if alpha is not None:
+        gap, bound = table[f"f6_gap_{alpha:g}"], table[f"f6_bound_{alpha:g}"]
+        ax.scatter(gap, bound, s=14)
+        lim = [min(gap.min(), 1e-6), max(bound.max(), 1)]
+        ax.plot(lim, lim, "k--", lw=0.8, label="bound = gap")
+        ax.axhline(1.0, color="#D55E00", lw=0.8, label="R_α ≤ 1")
+        log_axis(ax, "x")
+        log_axis(ax, "y")
+        ax.set(
+            xlabel=f"|R_α(|H|) − R_α(B)|, α={alpha:g}",
+            ylabel="Prop. F.6 bound",
+            title="(b) Prop. F.6: gap vs bound",
+        )
+        ax.legend()
+    else:
+        ax.axis("off")
+    return fig
+
+
+def bounds_figure(best: pd.DataFrame) -> plt.Figure:
+    """Per model, the smallest Sec. 3 bound over its layers against the measured test loss.
+
+    Args:
+        best: ``model``, ``test_bounded`` and the columns of
+            :data:`renyilib.experiments.bounds_study.BOUND_KINDS`.
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError, ValueError: ``best`` is not a DataFrame with those columns.
+    """
+    kinds = ["jia_su", "renyi_c1", "ellipsoid", "renyi_d1"]
+    _check_columns(best, ["test_bounded", *kinds], "best")
+    fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH * 0.7, 3.6))
+    ax = axes[0, 0]
+    markers = dict(jia_su="o", renyi_c1="s", ellipsoid="^", renyi_d1="v")
+    for k in kinds:
+        ax.scatter(best["test_bounded"], best[k], marker=markers[k], color=color(k), label=k, s=16)
+    hi = max(1.05, float(best[kinds].max().max()) * 1.05)
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8, label="bound = test loss")
+    ax.axhline(1.0, color="#999999", lw=0.8, label="vacuous (loss ≤ 1)")
+    ax.set(xlabel="measured test loss (1 − p_y)", ylabel="bound (best layer)", ylim=(0, hi))
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig

@@ -49,3 +49,41 @@ def test_selection_bars_and_heatmap():
     assert fig.get_figwidth() <= FIGURE_WIDTH and len(fig.axes) == 2  # the map and its colour bar
     with pytest.raises(TypeError, match="table"):
         tau_heatmap([[0.1]])
+
+
+def test_bounds_and_appendix_f_figures():
+    from renyilib.experiments.figures import appendix_f_figure, bounds_figure
+    from renyilib.plots import color
+
+    best = pd.DataFrame(
+        {
+            "test_bounded": [0.2, 0.3],
+            "jia_su": [0.5, 0.6],
+            "renyi_c1": [0.5, 0.7],
+            "ellipsoid": [0.9, 1.1],
+            "renyi_d1": [1.2, 1.3],
+        }
+    )
+    fig = bounds_figure(best)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 4
+    np.testing.assert_allclose(ax.collections[3].get_offsets()[:, 1], [1.2, 1.3])
+    assert (
+        matplotlib.colors.to_hex(ax.collections[1].get_facecolor()[0]) == color("renyi_c1").lower()
+    )
+    with pytest.raises(ValueError, match="lacks columns"):
+        bounds_figure(best.drop(columns="jia_su"))
+    table = pd.DataFrame(
+        {
+            "model": ["a", "b"],
+            "share": [0.1, 0.2],
+            "frobenius_share": [0.3, 0.4],
+            "f6_gap_2": [1e-3, 1e-2],
+            "f6_bound_2": [0.5, 2.0],
+        }
+    )
+    fig = appendix_f_figure(table, 2.0)
+    assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert fig.axes[1].get_xscale() == "log"
+    fig = appendix_f_figure(table, None)
+    assert not fig.axes[1].axison
