@@ -357,13 +357,17 @@ def train_config(config: dict[str, Any]) -> TrainConfig:
     Table 1's schedule (App. G.3.2): the learning rate ``lr`` as given (no
     linear scaling), no warm-up, cosine decay to 0 over all steps;
     ``rsam-fixed`` is RSAM with ``radius="fixed"``; Eigen-SAM's power
-    iteration is seeded with the run's seed unless its keywords give one.
+    iteration is seeded with the run's seed unless its keywords give one, and
+    its eigenvector weight, stored as ``alpha`` in the run configs (so their
+    hashes stay), is passed as ``eigvec_weight``.
     """
     t = config["train"]
     method = t["method"]
     kwargs = dict(t["optimizer_kwargs"])
     if method == "eigensam":
         kwargs.setdefault("seed", t["seed"])
+        if "alpha" in kwargs:
+            kwargs["eigvec_weight"] = kwargs.pop("alpha")
     return TrainConfig(
         optimizer="rsam" if method == "rsam-fixed" else method,
         lr=t["lr"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,14 +174,16 @@ def _reference_train_run(config):
     kwargs = dict(t["optimizer_kwargs"])
     if t["method"] == "eigensam":
         kwargs.setdefault("seed", t["seed"])
-    opt = optim.build_optimizer(
-        "rsam" if t["method"] == "rsam-fixed" else t["method"],
-        model,
-        lr=t["lr"],
-        momentum=t["momentum"],
-        weight_decay=t["weight_decay"],
-        **kwargs,
-    )
+    with warnings.catch_warnings():  # Eigen-SAM's `alpha`, since renamed eigvec_weight
+        warnings.simplefilter("ignore", DeprecationWarning)
+        opt = optim.build_optimizer(
+            "rsam" if t["method"] == "rsam-fixed" else t["method"],
+            model,
+            lr=t["lr"],
+            momentum=t["momentum"],
+            weight_decay=t["weight_decay"],
+            **kwargs,
+        )
     gen = torch.Generator().manual_seed(t["seed"])
     total = bundle.num_batches("train", t["batch_size"]) * t["epochs"]
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -248,7 +251,9 @@ def test_train_run_reproduces_the_former_table1_loop_bit_for_bit(method, val_siz
         "digits-mlp", method, 3, epochs=2, train_subset=300, test_subset=100, val_size=val_size,
         method_overrides={"freq": 2} if method == "eigensam" else None,
     )  # fmt: skip
-    model, record = table1.train_run(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # no deprecated optimizer keywords
+        model, record = table1.train_run(config)
     ref_model, ref = _reference_train_run(config)
     record.pop("seconds")
     assert record == ref
