@@ -494,3 +494,38 @@ def test_scenario_study_and_table(tmp_path):
     path = wlm.write_table(table, tmp_path / "t.csv", {"config": cfg})
     assert path.with_suffix(".meta.json").is_file()
     pd.testing.assert_frame_equal(wlm.read_table(path), table, check_dtype=False)
+
+
+def test_measure_comparison_trace_ties_spread_prefers_memorizing(tmp_path):
+    table, spectra = wlm.construction_study(
+        d=16, n=20, n_test=200, seed=0, alphas=(0.5, 1.0, 1.5, 2.0)
+    )
+    assert table["rank"].iloc[1] == 20  # 20 distinct training points
+    comp = wlm.measure_comparison(table).set_index("measure")
+    assert comp.loc["trace", "flatter"] == "tie"
+    # memorizing: n equal eigenvalues, H_alpha = log n, the most spread spectrum possible
+    for a in ("0.5", "1", "1.5", "2"):
+        assert comp.loc[f"-H_{a} (all)", "memorizing"] == pytest.approx(-math.log(20), rel=1e-12)
+        assert comp.loc[f"-H_{a} (all)", "flatter"] == "memorizing"
+    assert comp.loc["lambda_max", "memorizing"] == pytest.approx(4 * math.sqrt(17) / 20, rel=1e-12)
+    wlm.write_table(table, tmp_path / "constructions.csv", {})
+    wlm.write_table(spectra, tmp_path / "constructions_spectra.csv", {})
+    loaded = wlm.load_results(tmp_path)
+    assert set(loaded) == {"constructions", "spectra"}
+
+
+def test_scenario_table_renyi_ordering():
+    final = pd.DataFrame(
+        {
+            "architecture": ["bias", "bias"],
+            "method": ["gd", "sam1"],
+            "test_error": [0.4, 0.05],
+            "all_trace": [60.0, 25.0],
+            "all_renyi_1": [4.0, 3.0],
+        }
+    )
+    t = wlm.scenario_table(final)
+    assert t["verdict"].item() == "agrees" and t["scenario"].item() == "III"
+    assert not t["renyi_orders_like_error"].item()  # SAM: lower H_1 (sharper) yet lower error
+    final.loc[1, "all_renyi_1"] = 4.5
+    assert wlm.scenario_table(final)["renyi_orders_like_error"].item()
