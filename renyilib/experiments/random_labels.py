@@ -22,7 +22,7 @@ normalization so that minimum sharpness is defined, trained with Adam by
   (not invariant to the layer rescaling);
 * ``renyi_<α>`` — Rényi sharpness :math:`-H_\\alpha` of the whole-model
   Hessian (Eq. 6 of the main paper) by SLQ, :func:`renyilib.renyi.renyi_sharpness`
-  (exact ``eigvalsh`` where the block is small enough, ``method="auto"``);
+  (exact ``eigvalsh`` where the block is small enough, ``spectrum="auto"``);
 * ``gap`` — train minus test accuracy (the paper's gap), and ``loss_gap``.
 
 :func:`random_label_study` runs the grid resumably (one JSON record per run
@@ -298,7 +298,7 @@ def run_one(
         num_probes=int(settings["num_probes"]),
         lanczos_steps=int(settings["lanczos_steps"]),
         seed=int(seed),
-        method="auto",
+        spectrum="auto",
         progress=False,
     )
     seconds_renyi = time.perf_counter() - t0
