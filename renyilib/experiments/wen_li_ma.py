@@ -745,7 +745,7 @@ def compare_sam_variants(
                 progress=False,
             )
             snaps.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
-            part = part.iloc[1:].assign(epoch=stop)
+            part = part.iloc[1:].assign(epoch=stop, lr=rate)
             curves.setdefault(method, []).append(part)
         thetas[method] = snaps
         if progress:
