@@ -457,14 +457,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--models", nargs="*", default=None, help="run only these (then no table is written)"
+        "--models", nargs="*", default=None, help="run only these models (no table is written)"
     )
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="run only these seeds")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = profile_settings(args.profile)
-    if args.models:  # one shard of the grid into the shared cache (run the rest in parallel)
+    if args.models or args.seeds:  # one shard of the grid into the shared cache
         random_label_study(
-            args.models, cfg["ratios"], cfg["seeds"], cfg["settings"], device=args.device
+            args.models or cfg["models"],
+            cfg["ratios"],
+            args.seeds or cfg["seeds"],
+            cfg["settings"],
+            device=args.device,
         )
         return 0
     df = random_label_study(
