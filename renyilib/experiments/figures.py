@@ -19,8 +19,12 @@ from renyilib.plots import FIGURE_WIDTH, color, heatmap, log_axis, subplots
 __all__ = [
     "appendix_f_figure",
     "bounds_figure",
+    "density_comparison",
+    "entropy_against_alpha",
+    "frontier_figure",
     "invariance_figure",
     "selection_bars",
+    "sweep_figure",
     "tau_against_alpha",
     "tau_heatmap",
 ]
@@ -264,4 +268,183 @@ def bounds_figure(best: pd.DataFrame) -> plt.Figure:
     ax.axhline(1.0, color="#999999", lw=0.8, label="vacuous (loss ≤ 1)")
     ax.set(xlabel="measured test loss (1 − p_y)", ylabel="bound (best layer)", ylim=(0, hi))
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def _panel_grid(n: int, ncols: int = 3, aspect: float = 0.75) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``n`` panels in rows of ``ncols`` within the column width; unused panels are hidden."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = subplots(nrows, ncols, aspect=aspect)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def density_comparison(exact: dict, quadratures: dict, *, points: int = 400) -> plt.Figure:
+    """Exact spectral density (each eigenvalue smoothed by a Gaussian) beside SLQ's, per block.
+
+    The kernel width is 1 % of the block's exact spectral range, on a grid 5 %
+    wider than the range on each side.
+
+    Args:
+        exact: Block → exact eigenvalues.
+        quadratures: Block → :class:`renyilib.lanczos.SpectralQuadrature`.
+        points: Grid points.
+
+    Returns:
+        The figure.
+
+    Raises:
+        KeyError: A block of ``exact`` has no quadrature.
+    """
+    from renyilib.experiments.estimator_study import gaussian_density
+
+    fig, axes = _panel_grid(len(exact))
+    for ax, (b, lam) in zip(axes, exact.items()):
+        span = lam.max() - lam.min()
+        grid = np.linspace(lam.min() - 0.05 * span, lam.max() + 0.05 * span, points)
+        sigma = 0.01 * span
+        ax.plot(
+            grid,
+            gaussian_density(lam, grid, sigma),
+            color=color("exact"),
+            lw=1.4,
+            label="exact (eigvalsh)",
+        )
+        ax.plot(
+            grid,
+            np.maximum(quadratures[b].density(grid, sigma), 1e-8),
+            color=color("slq"),
+            lw=1.1,
+            ls="--",
+            label="SLQ",
+        )
+        ax.set_ylim(1e-5, None)
+        log_axis(ax, "y")
+        ax.set_title(f"{b} (n={len(lam)})")
+        ax.set_xlabel("eigenvalue")
+    axes[0].set_ylabel("density")
+    axes[0].legend()
+    return fig
+
+
+def entropy_against_alpha(errors: pd.DataFrame) -> plt.Figure:
+    """Exact H_α (line) and SLQ's with ±2 jackknife standard errors, per block.
+
+    Args:
+        errors: ``block, alpha, exact, entropy, stderr``
+            (:func:`renyilib.experiments.estimator_study.renyi_errors`).
+
+    Returns:
+        The figure.
+    """
+    _check_columns(errors, ["block", "alpha", "exact", "entropy", "stderr"], "errors")
+    blocks = list(dict.fromkeys(errors["block"]))
+    fig, axes = _panel_grid(len(blocks))
+    for ax, b in zip(axes, blocks):
+        d = errors[errors["block"] == b]
+        ax.plot(d["alpha"], d["exact"], color=color("exact"), lw=1.4, label="exact")
+        ax.errorbar(
+            d["alpha"],
+            d["entropy"],
+            yerr=2 * d["stderr"],
+            fmt="o",
+            ms=2.5,
+            color=color("slq"),
+            elinewidth=0.8,
+            label="SLQ ±2 s.e.",
+        )
+        ax.set_title(b)
+        ax.set_xlabel("α")
+    axes[0].set_ylabel("H_α")
+    axes[0].legend()
+    return fig
+
+
+def sweep_figure(sweep: pd.DataFrame, alphas: Sequence[float] = (0.5, 1.5, 2.0)) -> plt.Figure:
+    """RMS relative error of H_α against Lanczos steps m, one line per number of probes l.
+
+    Rows: the swept blocks; columns: ``alphas``; the dotted line is 2 %.
+
+    Args:
+        sweep: ``block, steps, probes, alpha, rms_rel_error``
+            (:func:`renyilib.experiments.estimator_study.probe_step_sweep`).
+        alphas: Orders to show.
+
+    Returns:
+        The figure.
+    """
+    _check_columns(sweep, ["block", "steps", "probes", "alpha", "rms_rel_error"], "sweep")
+    blocks = list(dict.fromkeys(sweep["block"]))
+    fig, axes = subplots(len(blocks), len(alphas), aspect=0.7)
+    for i, b in enumerate(blocks):
+        for j, a in enumerate(alphas):
+            ax = axes[i, j]
+            for lp in sorted(sweep["probes"].unique()):
+                s = sweep[(sweep["block"] == b) & (sweep["probes"] == lp) & (sweep["alpha"] == a)]
+                ax.plot(s["steps"], 100 * s["rms_rel_error"], "o-", ms=3, label=f"l={lp}")
+            ax.axhline(2, color="0.5", ls=":", lw=1)
+            log_axis(ax, "x")
+            log_axis(ax, "y")
+            ax.set_title(f"{b}, α={a:g}")
+            ax.set_xlabel("Lanczos steps m")
+        axes[i, 0].set_ylabel("rms rel. error (%)")
+    axes[0, 0].legend()
+    return fig
+
+
+def frontier_figure(table: pd.DataFrame, clock: str = "cpu") -> plt.Figure:
+    """Time to accuracy per block: each configuration's error against its seconds, per route.
+
+    Dots: configurations of the sweep; line: the best error reached so far;
+    stars: the confirmation runs; dotted: 2 %.
+
+    Args:
+        table: ``benchmarks/results/frontier.csv`` (``route, block, seconds,
+            error, time_source``).
+        clock: What the seconds measure (for the label).
+
+    Returns:
+        The figure.
+    """
+    _check_columns(table, ["route", "block", "seconds", "error", "time_source"], "table")
+    blocks = list(dict.fromkeys(table["block"]))
+    fig, axes = _panel_grid(len(blocks))
+    for ax, b in zip(axes, blocks):
+        for route in ("pyhessian", "renyilib"):
+            c = color("pyhessian") if route == "pyhessian" else color("renyi")
+            g = table[
+                (table["block"] == b)
+                & (table["route"] == route)
+                & (table["time_source"] != "confirm")
+            ]
+            g = g.sort_values("seconds")
+            ax.plot(
+                g["seconds"],
+                100 * np.maximum(g["error"], 1e-4),
+                "o",
+                ms=3,
+                alpha=0.5,
+                color=c,
+                label=route,
+            )
+            env = np.minimum.accumulate(g["error"].to_numpy())
+            ax.step(g["seconds"], 100 * np.maximum(env, 1e-4), where="post", color=c, lw=1.2)
+            conf = table[
+                (table["block"] == b)
+                & (table["route"] == route)
+                & (table["time_source"] == "confirm")
+            ]
+            ax.plot(
+                conf["seconds"], 100 * np.maximum(conf["error"], 1e-4), "*", ms=9, color=c, mec="k"
+            )
+        ax.axhline(2, color="0.5", ls=":", lw=1)
+        log_axis(ax, "x")
+        log_axis(ax, "y")
+        ax.set_title(b)
+        ax.set_xlabel(f"seconds ({clock} time)")
+    axes[0].set_ylabel("max rel. error over α (%)")
+    axes[0].legend()
     return fig

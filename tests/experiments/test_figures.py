@@ -87,3 +87,61 @@ def test_bounds_and_appendix_f_figures():
     assert fig.axes[1].get_xscale() == "log"
     fig = appendix_f_figure(table, None)
     assert not fig.axes[1].axison
+
+
+def test_estimator_figures():
+    from renyilib.experiments.figures import (
+        density_comparison,
+        entropy_against_alpha,
+        frontier_figure,
+        sweep_figure,
+    )
+    from renyilib.lanczos import SpectralQuadrature
+
+    exact = {f"b{i}": np.linspace(0.0, 1.0 + i, 5 + i) for i in range(4)}
+    quads = {
+        b: SpectralQuadrature(np.zeros((0, 1)), np.zeros((0, 1)), len(v), 0, 0, exact_nodes=v)
+        for b, v in exact.items()
+    }
+    fig = density_comparison(exact, quads)
+    assert sum(a.axison for a in fig.axes) == 4 and len(fig.axes) == 6  # 2 x 3, two hidden
+    assert fig.get_figwidth() <= FIGURE_WIDTH
+    # an exact-node quadrature has the exact density: the two curves coincide
+    ax = fig.axes[0]
+    np.testing.assert_allclose(
+        np.maximum(ax.lines[0].get_ydata(), 1e-8), ax.lines[1].get_ydata(), rtol=1e-10
+    )
+    errors = pd.DataFrame(
+        {
+            "block": ["a"] * 2,
+            "alpha": [0.5, 2.0],
+            "exact": [1.0, 0.8],
+            "entropy": [1.1, 0.8],
+            "stderr": [0.1, 0.0],
+        }
+    )
+    fig = entropy_against_alpha(errors)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 0.8])
+    sweep = pd.DataFrame(
+        [
+            {"block": "a", "steps": m, "probes": lp, "alpha": a, "rms_rel_error": 0.1 / m}
+            for m in (5, 10)
+            for lp in (2, 4)
+            for a in (0.5, 1.5, 2.0)
+        ]
+    )
+    fig = sweep_figure(sweep)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 3  # two l-lines and the 2 % line
+    table = pd.DataFrame(
+        {
+            "route": ["pyhessian", "renyilib", "renyilib"],
+            "block": ["a"] * 3,
+            "seconds": [1.0, 0.5, 0.6],
+            "error": [0.05, 0.01, 0.012],
+            "time_source": ["sweep", "sweep", "confirm"],
+        }
+    )
+    fig = frontier_figure(table)
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="lacks columns"):
+        frontier_figure(table.drop(columns="route"))
