@@ -282,7 +282,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             sub = submit.submit_run(
                 args.task, args.profile, args.out, indices=indices, **common, **resources
             )
-    except (ValueError, KeyError, ImportError) as err:
+    except (ValueError, KeyError, ImportError, RuntimeError) as err:  # nothing submitted
         print(f"error: {err}", file=sys.stderr)
         return 2
     what = "shards" if measure else "runs"

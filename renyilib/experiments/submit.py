@@ -299,7 +299,10 @@ def make_executor(
             "submitting needs submitit: pip install 'renyilib[cluster]' (or use the sbatch "
             "example of the README)"
         ) from err
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
+    except RuntimeError as err:  # e.g. no srun on this machine for "slurm"
+        raise RuntimeError(f"executor {executor!r}: {err}") from err
     params: dict[str, Any] = {
         "name": name,
         "gpus_per_node": gpus_per_node,
@@ -329,15 +332,18 @@ def _submit(
     options: dict[str, Any],
 ) -> Submission:
     folder = Path(folder)
+    commands = ["renyilib " + shlex.join(a) for a in argvs]
+    if not argvs:  # nothing to do: no executor, no folder
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        return Submission([], [], folder, skipped, executor, commands)
     ex = make_executor(executor, folder, array_parallelism=array_parallelism, **options)
     if executor == "slurm":
         groups = [[a] for a in argvs]  # one array element per run index / shard
     else:  # local and debug: `array_parallelism` workers share the elements
         workers = max(1, min(len(argvs), array_parallelism or 1))
         groups = [argvs[w::workers] for w in range(workers)]
-    groups = [g for g in groups if g]
-    jobs = ex.map_array(_run_group, groups) if groups else []
-    commands = ["renyilib " + shlex.join(a) for a in argvs]
+    jobs = ex.map_array(_run_group, groups)
     return Submission(jobs, groups, folder, skipped, executor, commands)
 
 

@@ -227,3 +227,20 @@ def test_slurm_job_array_one_element_per_run(tmp_path, config, fake_slurm):
     cpu_group = [group[0][:i] + group[0][i + 2 :]]
     assert delayed.function(cpu_group) == [0]
     assert _statuses(out, config) == ["missing", "done"]
+
+
+def test_slurm_without_srun_is_an_error_not_a_traceback(tmp_path, config, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
+    argv = ["zoo", "run", "--task", "digits-cnn", "--profile", "smoke", "--out", str(tmp_path)]
+    argv += ["--config", str(config), "--executor", "slurm", "--partition", "gpu"]
+    assert cli.main(argv) == 2
+    assert "srun" in capsys.readouterr().err
+    assert not (tmp_path / "submitit").exists() or not any((tmp_path / "submitit").iterdir())
+
+
+def test_nothing_to_submit_creates_no_executor_folder(tmp_path, config):
+    # no finished run: no measurement shard has work, and nothing is written
+    sub = submit.submit_measure(
+        ["digits-cnn"], "smoke", tmp_path / "zoo", 4, executor="slurm", config=config
+    )
+    assert sub.jobs == [] and sub.skipped == 4 and not (tmp_path / "zoo").exists()
