@@ -901,11 +901,15 @@ PAPER_CLAIMS: dict[str, tuple[str, bool | None, bool | None]] = {
 }
 
 
-def scenario_table(final: pd.DataFrame, good: float = 0.1, bad: float = 0.3) -> pd.DataFrame:
+def scenario_table(
+    final: pd.DataFrame, good: float = 0.1, bad: float = 0.3, max_train_loss: float = 0.01
+) -> pd.DataFrame:
     """Paper's claim vs our result for the SAM-generalizes statement of every architecture.
 
     A final test error below ``good`` reads as "generalizes", above ``bad`` as
-    "does not"; in between the verdict is "unclear". Also lists the final
+    "does not"; in between, or when the SAM run has not fitted the training set
+    (final train loss above ``max_train_loss``: "not fitted"), the verdict is
+    "unclear". Also lists the final
     trace and Shannon entropy :math:`H_1` (Gauss-Newton, all parameters) of SAM
     and GD, and ``renyi_orders_like_error``: whether the run with the larger
     :math:`H_1` (the lower Rényi sharpness) has the lower test error.
@@ -917,9 +921,11 @@ def scenario_table(final: pd.DataFrame, good: float = 0.1, bad: float = 0.3) -> 
         gd = final[(final["architecture"] == r["architecture"]) & (final["method"] == "gd")]
         err = float(r["test_error"])
         ours = "generalizes" if err < good else ("does not" if err > bad else "in between")
+        if float(r["train_loss"]) > max_train_loss:
+            ours = "not fitted"
         if claim is None:
             verdict = "no claim"
-        elif ours == "in between":
+        elif ours in ("in between", "not fitted"):
             verdict = "unclear"
         else:
             verdict = "agrees" if (ours == "generalizes") == claim else "disagrees"
@@ -928,6 +934,7 @@ def scenario_table(final: pd.DataFrame, good: float = 0.1, bad: float = 0.3) -> 
                 "architecture": r["architecture"],
                 "scenario": scen,
                 "paper: SAM generalizes": {True: "yes", False: "no", None: "-"}[claim],
+                "SAM train loss": float(r["train_loss"]),
                 "SAM test error": err,
                 "GD test error": float(gd["test_error"].iloc[0]) if len(gd) else np.nan,
                 "SAM trace": float(r["all_trace"]),

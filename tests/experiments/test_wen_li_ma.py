@@ -483,6 +483,9 @@ def test_scenario_study_and_table(tmp_path):
     table = wlm.scenario_table(final)
     assert list(table["architecture"]) == ["no_bias", "batchnorm"]
     fake = final.copy()
+    t = wlm.scenario_table(final)  # 2-epoch runs have not fitted the data
+    assert set(t["verdict"]) <= {"unclear", "no claim"} and set(t["ours"]) == {"not fitted"}
+    fake["train_loss"] = 1e-4
     fake["test_error"] = [0.3, 0.01, 0.5, 0.6]
     t = wlm.scenario_table(fake).set_index("architecture")
     assert t.loc["no_bias", "verdict"] == "agrees" and t.loc["batchnorm", "verdict"] == "agrees"
@@ -522,6 +525,7 @@ def test_scenario_table_renyi_ordering():
             "test_error": [0.4, 0.05],
             "all_trace": [60.0, 25.0],
             "all_renyi_1": [4.0, 3.0],
+            "train_loss": [0.005, 0.001],
         }
     )
     t = wlm.scenario_table(final)
