@@ -69,6 +69,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import inspect
 import json
 import math
 import operator
@@ -308,7 +309,15 @@ def run_accuracy(
         lam = np.linalg.eigvalsh(Hb.numpy())
         exact[b] = {a: exact_entropy(lam, a) for a in ALPHAS}
     cpu_ref = renyi.renyi_sharpness(
-        model, loss_fn, (x, y), ALPHAS, "both", probes, steps, seed=0, progress=False
+        model,
+        loss_fn,
+        (x, y),
+        alphas=ALPHAS,
+        blocks="both",
+        num_probes=probes,
+        lanczos_steps=steps,
+        seed=0,
+        progress=False,
     ).set_index(["block", "alpha"])
     for (b, a), row in cpu_ref.iterrows():
         rec.add(
@@ -349,7 +358,15 @@ def run_accuracy(
                     "accuracy", "result_dtype_device", 0.0 if keeps else 1.0, 0.0, block=b, **kw
                 )
             prof = renyi.renyi_sharpness(
-                m, loss_fn, (xd, yd), ALPHAS, "both", probes, steps, seed=0, progress=False
+                m,
+                loss_fn,
+                (xd, yd),
+                alphas=ALPHAS,
+                blocks="both",
+                num_probes=probes,
+                lanczos_steps=steps,
+                seed=0,
+                progress=False,
             ).set_index(["block", "alpha"])
         for (b, a), row in prof.iterrows():
             ref = cpu_ref.loc[(b, a)]
@@ -392,6 +409,12 @@ def resnet_setup(
     return model, batches, blocks
 
 
+def graph_backend(hessian: types.ModuleType) -> dict[str, str]:
+    """``{"backend": "graph"}`` (``{"method": "graph"}`` for checkouts before the rename)."""
+    params = inspect.signature(hessian.hessian_operator).parameters
+    return {"backend" if "backend" in params else "method": "graph"}
+
+
 def gradient_fn(model: nn.Module, loss_fn, batches, names: list[str]) -> Callable[[], list]:
     """One plain gradient of the mean loss over ``batches`` w.r.t. the parameters ``names``."""
     named = dict(model.named_parameters())
@@ -421,7 +444,7 @@ def run_resnet(core, device, rec, model, batches, blocks, repeats) -> dict[str, 
             reset_peak(device)
             t_grad = best_time(gradient_fn(model, loss_fn, batches, names), device, repeats)
             t0 = time.perf_counter()
-            op = hessian.hessian_operator(model, loss_fn, batches, names, method="graph")
+            op = hessian.hessian_operator(model, loss_fn, batches, names, **graph_backend(hessian))
             synchronize(device)
             t_setup = time.perf_counter() - t0
             v = torch.randn(op.shape[0], generator=gen).to(device)
@@ -452,7 +475,7 @@ def run_batching(core, device, rec, model, batches, blocks, repeats, kmax: int) 
     for b in dict.fromkeys(chosen):
         kw = {"block": b, "device": str(device), "dtype": "float32"}
         op = hessian.hessian_operator(
-            model, loss_fn, batches, blocks[b], method="graph", batched=True
+            model, loss_fn, batches, blocks[b], batched=True, **graph_backend(hessian)
         )
         n = op.shape[0]
         single = None
@@ -484,10 +507,10 @@ def run_profile(core, device, rec, model, batches, blocks, times, probes, steps)
         model,
         nn.CrossEntropyLoss(),
         batches,
-        ALPHAS,
-        "both",
-        probes,
-        steps,
+        alphas=ALPHAS,
+        blocks="both",
+        num_probes=probes,
+        lanczos_steps=steps,
         seed=0,
         progress=False,
     )
