@@ -1020,8 +1020,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _run_settings(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    """The settings one run of ``method`` depends on (a finished run is reused only if they match)."""
+    keys = ("d", "n", "n_test", "data_seed", "init_seed", "width", "exact_final")
+    return {**{k: cfg.get(k) for k in keys}, "method": cfg.get("methods", {}).get(method)}
+
+
 def _main(argv: Sequence[str] | None = None) -> None:
     from renyilib.experiments.config import load_profile
+    from renyilib.experiments.io import read_json
 
     parser = argparse.ArgumentParser(description="Wen, Li & Ma (2023) scenarios and constructions.")
     parser.add_argument("--profile", default="cpu")
@@ -1073,7 +1080,12 @@ def _main(argv: Sequence[str] | None = None) -> None:
         done = {}
         for f in sorted(run_dir.glob("*.csv")) if run_dir.exists() else []:
             run = read_table(f)
-            done[(run["architecture"].iloc[0], run["method"].iloc[0])] = run
+            key = (run["architecture"].iloc[0], run["method"].iloc[0])
+            saved = read_json(f.with_suffix(".meta.json"))["config"]
+            if key[1] in cfg["methods"] and _run_settings(saved, key[1]) == _run_settings(
+                cfg, key[1]
+            ):
+                done[key] = run
 
         def save(arch: str, method: str, run: pd.DataFrame) -> None:
             write_table(run, run_dir / f"{arch}_{method}.csv", {"command": command, "config": cfg})
