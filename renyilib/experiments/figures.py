@@ -23,10 +23,15 @@ __all__ = [
     "entropy_against_alpha",
     "frontier_figure",
     "invariance_figure",
+    "perturbation_norms",
+    "quadratic_figure",
     "selection_bars",
+    "sharpness_bars",
     "sweep_figure",
     "tau_against_alpha",
     "tau_heatmap",
+    "training_curves",
+    "tuning_figure",
 ]
 
 
@@ -447,4 +452,155 @@ def frontier_figure(table: pd.DataFrame, clock: str = "cpu") -> plt.Figure:
         ax.set_xlabel(f"seconds ({clock} time)")
     axes[0].set_ylabel("max rel. error over α (%)")
     axes[0].legend()
+    return fig
+
+
+def _method_label(method: str) -> str:
+    from renyilib.experiments.table1 import METHOD_LABELS
+
+    return METHOD_LABELS.get(method, method)
+
+
+def training_curves(curves: dict[str, pd.DataFrame], methods: Sequence[str]) -> plt.Figure:
+    """Mean over seeds of the test accuracy (a) and the training loss (b) per epoch, per method.
+
+    Args:
+        curves: ``"eval_acc"`` and ``"train_loss"`` →
+            :func:`renyilib.experiments.rsam_study.epoch_curves`.
+        methods: Methods to draw (each in its book colour).
+
+    Returns:
+        The figure.
+    """
+    fig, axes = subplots(1, 2, figsize=(FIGURE_WIDTH, 2.9))
+    for ax, key, ylabel, tag in [
+        (axes[0, 0], "eval_acc", "test accuracy", "(a)"),
+        (axes[0, 1], "train_loss", "train loss", "(b)"),
+    ]:
+        _check_columns(curves[key], ["method", "epoch", key], f"curves[{key!r}]")
+        c = curves[key].groupby(["method", "epoch"])[key].mean().reset_index()
+        for method in methods:
+            sub = c[c.method == method]
+            ax.plot(sub.epoch, sub[key], label=_method_label(method), color=color(method))
+        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{tag} {ylabel}")
+    log_axis(axes[0, 1], "y")
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(methods)
+    )
+    return fig
+
+
+def perturbation_norms(eps: pd.DataFrame, methods: Sequence[str]) -> plt.Figure:
+    """Mean ‖ε‖₂ per epoch (``eps_mean > 0``), per method, on a log axis.
+
+    Args:
+        eps: ``method, epoch, eps_mean`` (means over seeds).
+        methods: Methods to draw.
+
+    Returns:
+        The figure.
+    """
+    _check_columns(eps, ["method", "epoch", "eps_mean"], "eps")
+    fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH * 0.7, 2.9))
+    ax = axes[0, 0]
+    for method in methods:
+        sub = eps[(eps.method == method) & (eps.eps_mean > 0)]
+        if len(sub):
+            ax.plot(
+                sub.epoch,
+                sub.eps_mean,
+                marker=".",
+                label=_method_label(method),
+                color=color(method),
+            )
+    log_axis(ax, "y")
+    ax.set(xlabel="epoch", ylabel="mean ‖ε‖₂ in the epoch")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def sharpness_bars(summary: pd.DataFrame, methods: Sequence[str]) -> plt.Figure:
+    """Rényi sharpness −H_α of the trained weights (mean ± seed s.e.) per α, one bar per method.
+
+    Args:
+        summary: ``method, alpha, sharpness, sharpness_se``
+            (:func:`renyilib.experiments.rsam_study.sharpness_summary`).
+        methods: Methods, in bar order.
+
+    Returns:
+        The figure.
+    """
+    _check_columns(summary, ["method", "alpha", "sharpness", "sharpness_se"], "summary")
+    alphas = sorted(summary["alpha"].unique())
+    fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH * 0.7, 2.9))
+    ax = axes[0, 0]
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        sub = summary[summary.method == method].set_index("alpha").reindex(alphas)
+        ax.bar(
+            np.arange(len(alphas)) + i * width,
+            sub.sharpness,
+            width,
+            yerr=sub.sharpness_se,
+            label=_method_label(method),
+            color=color(method),
+        )
+    ax.set_xticks(np.arange(len(alphas)) + 0.4 - width / 2, [f"α = {a:g}" for a in alphas])
+    ax.set_ylabel("Rényi sharpness −H_α (SLQ)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def quadratic_figure(runs: dict) -> plt.Figure:
+    """RSAM on the anisotropic quadratic: R_α(g) per step (a) and ‖ε‖₂ per step (b).
+
+    Args:
+        runs: label → ``(R_α per step, ‖ε‖₂ per step)``
+            (:func:`renyilib.experiments.rsam_study.quadratic_runs`).
+
+    Returns:
+        The figure.
+    """
+    colours = {
+        "SGD": color("sgd"),
+        "RSAM (Eq. 11)": color("rsam"),
+        "RSAM fixed radius": color("rsam-fixed"),
+    }
+    fig, axes = subplots(1, 2, figsize=(FIGURE_WIDTH, 2.8))
+    for label, (vals, eps) in runs.items():
+        c = colours.get(label)
+        axes[0, 0].plot(vals, label=label, color=c)
+        if label != "SGD":
+            axes[0, 1].plot(eps, label=label, color=c)
+    axes[0, 0].set(ylabel="R₂(g) = Σ p_j²", xlabel="step", title="(a) surrogate sharpness")
+    log_axis(axes[0, 1], "y")
+    axes[0, 1].set(ylabel="‖ε‖₂", xlabel="step", title="(b) perturbation size")
+    axes[0, 0].legend()
+    return fig
+
+
+def tuning_figure(tuning: pd.DataFrame) -> plt.Figure:
+    """Validation accuracy against ρ / (paper ρ) per method (circled: chosen), SGD dashed.
+
+    Args:
+        tuning: ``method, factor, acc, chosen`` (the ``tuning`` of
+            :func:`renyilib.experiments.rsam_study.cifar_extra`).
+
+    Returns:
+        The figure.
+    """
+    _check_columns(tuning, ["method", "factor", "acc", "chosen"], "tuning")
+    fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH * 0.6, 2.8))
+    ax = axes[0, 0]
+    for m, g in tuning[tuning.method != "sgd"].groupby("method", sort=False):
+        g = g.sort_values("factor")
+        ax.plot(g.factor, g.acc, marker="o", color=color(m), label=_method_label(m))
+        pick = g[g["chosen"]]
+        ax.scatter(pick.factor, pick.acc, s=110, facecolors="none", edgecolors=color(m))
+    sgd_val = tuning[tuning.method == "sgd"].acc
+    if len(sgd_val):
+        ax.axhline(float(sgd_val.iloc[0]), color=color("sgd"), ls="--", label="SGD")
+    log_axis(ax, "x")
+    ax.set(xlabel="ρ / paper ρ", ylabel="validation accuracy (%)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig

@@ -145,3 +145,63 @@ def test_estimator_figures():
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
     with pytest.raises(ValueError, match="lacks columns"):
         frontier_figure(table.drop(columns="route"))
+
+
+def test_rsam_figures_use_the_optimizer_colours():
+    from renyilib.experiments.figures import (
+        perturbation_norms,
+        quadratic_figure,
+        sharpness_bars,
+        training_curves,
+        tuning_figure,
+    )
+    from renyilib.plots import color
+
+    methods = ["sgd", "rsam"]
+    rows = [
+        {
+            "method": m,
+            "seed": s,
+            "epoch": e,
+            "eval_acc": 0.5 + 0.1 * e,
+            "train_loss": 1.0 / e,
+            "eps_mean": 0.1 * e,
+        }
+        for m in methods
+        for s in (0, 1)
+        for e in (1, 2, 3)
+    ]
+    df = pd.DataFrame(rows)
+    fig = training_curves({"eval_acc": df, "train_loss": df}, methods)
+    lines = fig.axes[0].lines
+    assert [matplotlib.colors.to_hex(ln.get_color()) for ln in lines] == [
+        color(m).lower() for m in methods
+    ]
+    assert fig.axes[1].get_yscale() == "log"
+    fig = perturbation_norms(df[["method", "epoch", "eps_mean"]], methods)
+    assert len(fig.axes[0].lines) == 2
+    summary = pd.DataFrame(
+        {
+            "method": ["sgd", "sgd", "rsam", "rsam"],
+            "alpha": [0.5, 2.0] * 2,
+            "sharpness": [-1, -2, -3, -4],
+            "sharpness_se": 0.1,
+        }
+    )
+    fig = sharpness_bars(summary, methods)
+    assert [p.get_height() for p in fig.axes[0].patches] == [-1, -2, -3, -4]
+    fig = quadratic_figure(
+        {"SGD": (np.ones(3), np.zeros(3)), "RSAM (Eq. 11)": (np.ones(3), np.ones(3))}
+    )
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1
+    tuning = pd.DataFrame(
+        {
+            "method": ["sgd", "sam", "sam"],
+            "factor": [np.nan, 0.5, 1.0],
+            "acc": [50.0, 51.0, 52.0],
+            "chosen": [False, False, True],
+        }
+    )
+    fig = tuning_figure(tuning)
+    assert fig.axes[0].get_xscale() == "log"
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets(), [[1.0, 52.0]])
