@@ -136,7 +136,11 @@ _MULTILINEAR = {
     "Baddbmm": (1, 2),
     "Convolution": (0, 1),
     "NativeBatchNorm": (0, 1),
+    "CudnnBatchNorm": (0, 1),
+    "MiopenBatchNorm": (0, 1),
 }
+#: Normalization nodes that are affine only with running statistics (``training=False``).
+_BATCH_NORMS = frozenset({"NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm"})
 #: Nodes linear in input 0 and constant in the others (e.g. division by a tensor
 #: that must not depend on the parameters).
 _LINEAR_IN_FIRST = frozenset({"Div"})
@@ -279,6 +283,12 @@ def ggn_identity_violation(
         kind = _node_kind(node)
         if kind in _PIECEWISE_LINEAR:
             continue
+        if kind in _BATCH_NORMS and getattr(node, "_saved_training", True):
+            return (
+                f"model: {type(node).__name__} normalizes with batch statistics "
+                "(track_running_stats=False or a functional batch_norm in training mode), "
+                "which is not affine in the parameters and couples the samples"
+            )
         if kind in _MULTILINEAR:
             factors = [in_deps[i] for i in _MULTILINEAR[kind] if i < len(in_deps)]
             for i in range(len(factors)):
