@@ -420,7 +420,7 @@ def density_plot(
     ax.plot(g, np.maximum(d, floor), label=label, color=color, lw=1.0, ls=linestyle)
     ax.set_ylim(bottom=floor)
     log_axis(ax, "y")
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=3, min_n_ticks=2))
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
     if title:

@@ -27,6 +27,7 @@ __all__ = [
     "quadratic_figure",
     "selection_bars",
     "sharpness_bars",
+    "spectrum_grid",
     "sweep_figure",
     "tau_against_alpha",
     "tau_heatmap",
@@ -603,4 +604,58 @@ def tuning_figure(tuning: pd.DataFrame) -> plt.Figure:
     log_axis(ax, "x")
     ax.set(xlabel="ρ / paper ρ", ylabel="validation accuracy (%)")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def spectrum_grid(panels: Sequence, sigma_frac: float = 0.01) -> plt.Figure:
+    """Spectral densities of (model, block) panels: rows are models, columns blocks.
+
+    SLQ density in the book's SLQ colour, the exact spectrum (where present)
+    in the exact colour, both smoothed by a Gaussian of width ``sigma_frac``
+    of the panel's node range, on a log density axis; each title gives the
+    block, its spectral type and counted clusters, each row the model's gap.
+
+    Args:
+        panels: :class:`renyilib.experiments.spectrum_study.SpectrumPanel` objects.
+        sigma_frac: Kernel width as a fraction of the range (> 0).
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: ``panels`` is empty or ``sigma_frac <= 0``.
+    """
+    from renyilib.plots import density_plot
+
+    if not panels:
+        raise ValueError("panels must not be empty")
+    if not sigma_frac > 0:
+        raise ValueError(f"sigma_frac must be > 0, got {sigma_frac!r}")
+    blocks = list(dict.fromkeys(p.block for p in panels))
+    runs = list(dict.fromkeys(p.run for p in panels))
+    fig, axes = subplots(len(runs), len(blocks), aspect=0.8)
+    for p in panels:
+        i, j = runs.index(p.run), blocks.index(p.block)
+        ax = axes[i, j]
+        q = p.quadrature
+        nodes = np.concatenate([q.exact_nodes, q.nodes.ravel()]) if q.num_probes else q.exact_nodes
+        lo, hi = float(nodes.min()), float(nodes.max())
+        span = max(hi - lo, 1e-12)
+        grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 600)
+        sigma = sigma_frac * span
+        density_plot(ax, grid, q.density(grid, sigma), label="SLQ", color=color("slq"))
+        if p.exact is not None:
+            density_plot(
+                ax,
+                grid,
+                p.exact.density(grid, sigma),
+                label="exact",
+                color=color("exact"),
+                linestyle="--",
+            )
+            ax.legend(fontsize=6)
+        ax.set_title(f"{p.block}\n{p.type} ({p.clusters})", fontsize=7)
+        ax.tick_params(axis="x", labelrotation=30 if len(blocks) > 3 else 0)
+        ax.set_xlabel("eigenvalue" if i == len(runs) - 1 else "")
+        ax.set_ylabel(f"gap {p.gap:.3f}" if j == 0 else "")
     return fig

@@ -205,3 +205,21 @@ def test_rsam_figures_use_the_optimizer_colours():
     fig = tuning_figure(tuning)
     assert fig.axes[0].get_xscale() == "log"
     np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets(), [[1.0, 52.0]])
+
+
+def test_spectrum_grid_rows_models_columns_blocks():
+    from renyilib.experiments.figures import spectrum_grid
+    from renyilib.experiments.spectrum_study import SpectrumPanel, exact_quadrature
+
+    q = exact_quadrature(np.array([0.0, 0.1, 1.0]))
+    panels = [
+        SpectrumPanel(run, gap, block, q, q if run == "r1" else None, "uniform", 1)
+        for run, gap in (("r1", 0.1), ("r2", 0.2))
+        for block in ("a", "b", "all")
+    ]
+    fig = spectrum_grid(panels)
+    assert len(fig.axes) == 6 and fig.get_figwidth() <= FIGURE_WIDTH
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[3].lines) == 1  # exact only in row 1
+    assert fig.axes[3].get_ylabel() == "gap 0.200"
+    with pytest.raises(ValueError, match="panels"):
+        spectrum_grid([])
