@@ -12,17 +12,15 @@ wall time (minimum over interleaved rounds, see ``workload.compare``) of:
                         ``create_graph`` gradient (the graph's one-off cost is reported as
                         ``graph setup``).
 ``double-bwd recompute``forward + gradient with graph + backward, per product.
-``renyilib op @ v``     ``renyilib.hessian.hessian_operator(..., method="graph") @ v``.
+``renyilib op @ v``     ``renyilib.hessian.hessian_operator(..., backend="graph") @ v``.
 ``renyilib op @ V``     the same with ``V`` of shape (n, k); time per column.
-``renyilib jvp op @ V`` ``hessian_operator(..., method="jvp") @ V``; time per column.
-``renyilib linearize op @ v`` / ``@ V``  ``hessian_operator(..., method="linearize")``
+``renyilib jvp op @ V`` ``hessian_operator(..., backend="jvp") @ V``; time per column.
+``renyilib linearize op @ v`` / ``@ V``  ``hessian_operator(..., backend="linearize")``
                         for one vector and for ``V`` (n, k); time per column. The
                         one-off cost of linearizing (gradient + trace + constant
                         folding, per batch) is reported as ``linearize setup (one-off)``.
 ``renyilib default op @ v`` / ``@ V``  ``hessian_operator(...)`` with its default
-                        ``method="auto"``, measured after its first 100 products (so
-                        that (n, k) products have switched to linearized maps, as in
-                        SLQ with many probes); single vectors stay on the graph.
+                        ``backend="auto"`` (the reused graph, columns in a loop).
 ``pyhessian hvp``       PyHessian 0.1's ``hessian_vector_product`` on its kept graph.
 ``* Lanczos step``      one step of SLQ (product + full reorthogonalization + bookkeeping)
                         for PyHessian's ``density`` and renyilib's ``slq`` (15 steps, 1 probe).
@@ -112,14 +110,12 @@ def bench_block(w: Workload, block: str, k: int = 10, repeats: int = 15) -> list
         gg = torch.autograd.grad(loss_fn(model(x), y), params, create_graph=True)
         return torch.autograd.grad(gg, params, vs)
 
-    op = hessian_operator(model, loss_fn, (x, y), params=names, method="graph")
-    op_jvp = hessian_operator(model, loss_fn, (x, y), params=names, method="jvp")
-    op_lin = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
-    op_lin_slq = hessian_operator(model, loss_fn, (x, y), params=names, method="linearize")
-    # The default ("auto"): graph products until the operator has had 100, then linearized
-    # ones for vmapped (n, k) products; measured after that switch, as SLQ sees it.
+    op = hessian_operator(model, loss_fn, (x, y), params=names, backend="graph")
+    op_jvp = hessian_operator(model, loss_fn, (x, y), params=names, backend="jvp")
+    op_lin = hessian_operator(model, loss_fn, (x, y), params=names, backend="linearize")
+    op_lin_slq = hessian_operator(model, loss_fn, (x, y), params=names, backend="linearize")
+    # The default ("auto"): the reused graph, columns in a loop, for every product.
     op_auto = hessian_operator(model, loss_fn, (x, y), params=names)
-    op_auto @ torch.randn(n, 100, dtype=V.dtype)
     steps = 15
     with BlockHessian(model, loss_fn, x, y, names) as bh:
         # name -> (callable, products per call)

@@ -21,85 +21,47 @@ Evaluation semantics are explicit: the model must be in ``eval()`` mode
 ``allow_train_mode=True``. The model's parameters and buffers are never
 modified.
 
-Three ways to compute Hessian-vector products (``method=``), and ``"auto"``:
+Backends (``backend=``) for the products:
 
 ``"graph"``
     Double backward through a *reused* graph: per batch, the gradient
     :math:`g_b = \\nabla L_b` is computed once with ``create_graph=True`` and
     kept; every product is then one backward pass
-    ``autograd.grad(g_b, θ_B, v, retain_graph=True)``. The kept graphs cost
-    memory (about a training step's activations per batch), so only the first
-    ``cache_samples`` samples' graphs are kept; batches beyond that budget are
-    recomputed (forward + backward + double backward) at every product.
+    ``autograd.grad(g_b, θ_B, v, retain_graph=True)`` (PyHessian's product).
+    The kept graphs cost memory (about a training step's activations per
+    batch), so only the first ``cache_samples`` samples' graphs are kept;
+    batches beyond that budget are recomputed (forward + backward + double
+    backward) at every product. The columns of an ``(n, k)`` input are
+    computed in a loop unless ``batched=True`` (vmapped, ``is_grads_batched``).
 ``"linearize"``
-    ``torch.func.linearize`` of the gradient map
-    :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)`, once per batch: the
-    forward-mode derivative of the gradient is traced into an FX graph whose
+    The gradient map :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)` is
+    linearized once per batch: its forward-mode derivative is traced into an
+    aten graph, functionalized (no mutations or views left) and its
     tangent-free parts (activations, the backward pass's primal values) are
-    folded into constants, so a product only pushes tangents through that
-    graph; the columns of an ``(n, k)`` input are ``torch.func.vmap``-ed, 32 at
-    a time. The linearized maps are kept within the same ``cache_samples``
-    budget (on the reference workload they hold about 5 forward passes' layer
-    outputs for "all", 9.5 MB for 512 digits); batches beyond it use the
-    ``"jvp"`` product, because linearizing again would cost 60-100 gradients per
-    product. Eval mode only. The tracing is renyilib's own
-    (``_linearized_map``): ``torch.func.linearize`` of torch 2.14 writes into
-    its folded constants when an in-place op (``x += pos_embedding`` in
-    vit-pytorch's ViT) acts on one, so its products drift from the second
-    call on (33-60% relative error on a ViT); ours makes such ops
-    out-of-place before folding. Each linearized map is still checked against
-    the ``"jvp"`` product on a seeded probe, twice; a batch failing the check
-    is computed with ``"jvp"`` (``"auto"`` keeps its graph) and a
-    ``RuntimeWarning`` says so.
+    folded into constants (:func:`_linearized_map`), so a product only pushes
+    tangents; the columns of an ``(n, k)`` input are ``torch.func.vmap``-ed, 32
+    at a time. Functionalizing before folding makes the folded graph exact by
+    construction, also for in-place ops on views, slice assignments and
+    scatter ops (``torch.func.linearize`` folds without it and corrupts its
+    later calls when an in-place op acts on a folded tensor). The one-off
+    tracing costs tens to hundreds of gradients, and the map keeps several
+    forward passes' activations; it pays for many products of one block (SLQ
+    with many probes). Batches beyond ``cache_samples`` use the ``"jvp"``
+    product. Eval mode only.
 ``"jvp"``
     Forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, vmapped
     over the columns of an ``(n, k)`` input. Needs no cached graph (constant
-    memory); model must be in eval mode.
+    memory); eval mode only.
 ``"auto"`` (default)
-    ``"graph"`` first (cheap to build: about one gradient per batch), switched
-    to ``"linearize"`` at the first multi-column product that brings the
-    operator's count of products to 100 (SLQ with many probes, dense Hessians,
-    Hutchinson traces), or before its first product when the caller announces
-    that many (:meth:`HessianOperator.plan`; ``slq`` and ``to_dense`` do);
-    single-vector products (power iteration, one Lanczos
-    run) never switch. Linearizing costs 60-100 gradients once and saves
-    0.3-1.1 gradients per column of an ``(n, k)`` product, so it pays after
-    70-140 columns. It stays on ``"graph"`` where that gain was not measured
-    or does not hold: a model in train mode (``allow_train_mode=True``),
-    columns that are not vmapped (large blocks or inputs, see ``batched``:
-    a single linearized product is not faster than the graph's), and devices
-    other than the CPU (a linearized map keeps several forward passes'
-    activations, a graph about one: on a GPU memory is the scarcer resource,
-    and nothing here measured the speed there).
+    ``"graph"`` with a column loop, for every product: the only path that was
+    never slower than the peer (PyHessian) on the benchmarked architectures.
+    Nothing switches backends during a run; choose ``"linearize"`` or
+    ``"jvp"`` (or ``batched=True``) where ``benchmarks/README.md`` shows it
+    pays for your architecture.
 
-Measured with ``benchmarks/bench_hvp.py`` (reference workload: digits CNN
-with 2,154 parameters, 512 digits, float32; one thread, process CPU time,
-best of 10 interleaved rounds; 2026-11-23, the other core busy with a report
-build, so about ±10%), time per product in units of one plain gradient of
-the same block, for the blocks features.0 / features.2 / features.4 / fc /
-all (36, 288, 1,152, 640, 2,154 parameters):
-
-==========================================  =====  =====  =====  =====  =====
-method                                      f.0    f.2    f.4    fc     all
-==========================================  =====  =====  =====  =====  =====
-``"graph"``, ``op @ v``                     1.32   1.75   1.11   0.24   1.92
-``"graph"``, ``op @ V`` (k = 10)            1.26   1.62   0.94   0.08   1.88
-``"linearize"``, ``op @ v``                 1.14   1.06   0.74   0.32   1.80
-``"linearize"``, ``op @ V`` (k = 10)        0.84   0.64   0.30   0.09   1.10
-``"jvp"``, ``op @ V`` (k = 10)              1.10   0.91   0.57   0.31   1.31
-default ``"auto"``, switched, k = 10        0.83   0.69   0.28   0.08   1.12
-linearize set-up with guard (one-off)       88     102    96     79     59
-PyHessian ``hessian_vector_product``        1.35   1.83   1.09   0.18   1.94
-==========================================  =====  =====  =====  =====  =====
-
-(set-up: ``benchmarks/bench_profile.py``, idle machine.) In a run on a busy
-machine the graph product on "all" was 2.27× and the switched default's
-1.26×. A single-vector product is not reliably faster with ``"linearize"``
-than with the graph on "all" (1.75-2.48× over five runs); the vmapped
-(n, k) one is, by 30-45%.
-
-All methods give the same numbers up to rounding (tested against
-``torch.func.hessian`` in float64 to 1e-10).
+All backends give the same numbers up to rounding (tested against
+``torch.func.hessian`` in float64 to 1e-10). Measured costs per product, per
+architecture and backend: ``benchmarks/README.md`` (``benchmarks/bench_backends.py``).
 """
 
 from __future__ import annotations
@@ -114,7 +76,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["HessianOperator", "hessian_operator", "layer_blocks"]
+from renyilib.batches import as_batches, batch_size, to_device
+from renyilib.modes import eval_mode
+
+__all__ = ["BACKENDS", "HessianOperator", "hessian_operator", "layer_blocks"]
+
+#: The Hessian-product backends of :func:`hessian_operator` (``backend=``).
+BACKENDS: tuple[str, ...] = ("auto", "graph", "jvp", "linearize")
 
 _LAYER_TYPES = (
     nn.Linear,
@@ -126,35 +94,8 @@ _LAYER_TYPES = (
     nn.ConvTranspose3d,
 )
 
-#: Up to this block size, ``(n, k)`` products use one vmapped backward
-#: (``is_grads_batched``): per-call overhead dominates small blocks (measured
-#: 1.6 vs 5.8 ms per column on a 95-parameter CNN), while for larger blocks a
-#: loop of single backward passes was as fast or faster (70-78 vs 88-108 ms per
-#: column on a 9.8k-parameter CNN, 512 digits, one CPU thread).
-_BATCHED_MAX_DIM = 4096
-#: ... and only when a batch's inputs hold at most this many scalars: on larger
-#: inputs the vmapped double backward of convolutions is compute-bound and
-#: slower than a loop (measured: 2.2 vs 1.2-1.4 s per column for the first
-#: conv of a width-1/8 CIFAR ResNet-18 on 256 images of 3×32×32; 0.57 vs
-#: 0.58 s for a middle conv). A fixed rule, not a timing, so that the same
-#: seed gives bit-identical products on a CPU.
-_BATCHED_MAX_INPUT = 2**18
-#: Columns per vmapped backward (memory grows with it like a batch of that many products).
+#: Columns per vmapped product (memory grows with it like a batch of that many products).
 _BATCHED_CHUNK = 32
-#: ``method="auto"`` switches from "graph" to "linearize" at the first multi-column
-#: product that brings the operator's products past this count. Linearizing costs
-#: 60-100 gradients once and then saves 0.3-1.1 gradients per column of an (n, k)
-#: product: break-even at 70-140 columns on the reference workload (bench_hvp.py).
-_AUTO_SWITCH_PRODUCTS = 100
-#: Largest relative difference between a linearized and a forward-over-reverse
-#: product on the guard's probe (both round differently: about sqrt(eps) leaves
-#: room for ill-conditioned sums while a wrong trace is off by O(1)).
-_LINEARIZE_RTOL = {
-    torch.float64: 1e-7,
-    torch.float32: 1e-3,
-    torch.float16: 3e-2,
-    torch.bfloat16: 3e-2,
-}
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -204,17 +145,13 @@ def layer_blocks(model: nn.Module, example_input: Any = None) -> dict[str, list[
         handles = [
             m.register_forward_hook(lambda mod, _i, _o: order.append(id(mod))) for m, _ in layers
         ]
-        was_training = {id(m): m.training for m in model.modules()}
         try:
-            model.eval()
             args = example_input if isinstance(example_input, tuple) else (example_input,)
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 model(*args)
         finally:
             for h in handles:
                 h.remove()
-            for m in model.modules():
-                m.train(was_training[id(m)])
         first: dict[int, int] = {}
         for i, mid in enumerate(order):
             first.setdefault(mid, i)
@@ -223,57 +160,6 @@ def layer_blocks(model: nn.Module, example_input: Any = None) -> dict[str, list[
     blocks = {name: [name] for _, name in layers}
     blocks["all"] = [name for name, p in model.named_parameters() if p.requires_grad]
     return blocks
-
-
-def _as_batches(data: Any) -> list[tuple[Any, Any]]:
-    """Materialize ``data`` (a pair or an iterable of pairs) as a list of (x, y) batches."""
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-        if isinstance(y, torch.Tensor) and x.shape[:1] == y.shape[:1]:
-            return [(x, y)]
-    if isinstance(data, torch.Tensor):
-        raise TypeError(
-            "data must be a pair (x, y) of tensors or an iterable of (x, y) batches, got a tensor"
-        )
-    try:
-        batches = []
-        for batch in data:
-            if not isinstance(batch, tuple | list) or len(batch) < 2:
-                raise TypeError(
-                    f"data must yield (x, y) batches; got an element of type {type(batch).__name__}"
-                )
-            batches.append((batch[0], batch[1]))
-    except TypeError as err:
-        if "data must" in str(err):
-            raise
-        raise TypeError(
-            f"data must be a pair (x, y) of tensors or an iterable of (x, y) batches, got {type(data).__name__}"
-        ) from err
-    return batches
-
-
-def _batch_size(x: Any) -> int:
-    if isinstance(x, torch.Tensor):
-        return int(x.shape[0]) if x.dim() > 0 else 1
-    if isinstance(x, tuple | list) and x:
-        return _batch_size(x[0])
-    raise TypeError(f"cannot infer the batch size of inputs of type {type(x).__name__}")
-
-
-def _numel(x: Any) -> int:
-    if isinstance(x, torch.Tensor):
-        return x.numel()
-    if isinstance(x, tuple | list):
-        return sum(_numel(e) for e in x)
-    return 0
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, tuple | list):
-        return type(x)(_to(e, device) for e in x)
-    return x
 
 
 class HessianOperator:
@@ -291,9 +177,8 @@ class HessianOperator:
         num_samples: number of samples ``N`` in the data.
         num_matvecs: number of Hessian-vector products computed so far (a column
             of an ``(n, k)`` product counts as one).
-        method: the method in use: ``"graph"``, ``"linearize"`` or ``"jvp"``
-            (``method="auto"`` starts as ``"graph"`` and may switch to
-            ``"linearize"``, see the module docstring).
+        backend: the backend in use: ``"graph"``, ``"linearize"`` or ``"jvp"``
+            (``"auto"`` is ``"graph"``); ``method`` is a deprecated alias.
         cached_samples: samples whose graph / linearized map is kept.
     """
 
@@ -304,7 +189,7 @@ class HessianOperator:
         batches: list[tuple[Any, Any]],
         param_names: list[str],
         *,
-        method: str,
+        backend: str,
         cache_samples: int | None,
         allow_train_mode: bool,
         batched: bool | None = None,
@@ -312,11 +197,8 @@ class HessianOperator:
         self.model = model
         self.loss_fn = loss_fn
         self.param_names = list(param_names)
-        # "auto": start with the graph (cheap to build) and switch to "linearize"
-        # once the products' number makes its one-off cost pay (see matmat).
-        self._auto = method == "auto"
-        method = "graph" if self._auto else method
-        self.method = method
+        method = "graph" if backend == "auto" else backend
+        self.backend = method
         named = dict(model.named_parameters())
         block = [named[name] for name in self.param_names]
         self.device = block[0].device
@@ -340,14 +222,17 @@ class HessianOperator:
             consts[k] = b.detach().clone() if allow_train_mode else b
         self._consts = consts
         self._batches = batches
-        self._sizes = [_batch_size(x) for x, _ in batches]
+        self._sizes = [batch_size(x) for x, _ in batches]
         self.num_samples = sum(self._sizes)
         if self.num_samples == 0:
             raise ValueError("data: expected at least one sample, got empty batches")
         self.num_matvecs = 0
         if batched is None:
-            inputs = max(_numel(x) for x, _ in batches)
-            batched = n <= _BATCHED_MAX_DIM and inputs <= _BATCHED_MAX_INPUT
+            # Vmapped columns only where measured faster for every architecture benchmarked:
+            # the linearized map (its reason to exist). For the graph, a loop of single
+            # backward passes (PyHessian's product) was as fast or faster on the held-out
+            # CNN and the ResNet-18 layer (benchmarks/README.md).
+            batched = method == "linearize"
         self._batched_ok = bool(batched)
         budget = math.inf if cache_samples is None else cache_samples
         # Per batch: (leaves, flat gradient with graph) if cached, else None.
@@ -379,12 +264,25 @@ class HessianOperator:
         self._grad = grad
         self.cached_samples = cached
 
+    @property
+    def method(self) -> str:
+        """Deprecated alias of :attr:`backend`."""
+        warnings.warn(
+            "HessianOperator.method is deprecated; use .backend", DeprecationWarning, stacklevel=2
+        )
+        return self.backend
+
     # ------------------------------------------------------------------ internals
     def _loss(self, b: int, params: dict[str, torch.Tensor]) -> torch.Tensor:
         x, y = self._batches[b]
-        x, y = _to(x, self.device), _to(y, self.device)
+        x, y = to_device(x, self.device), to_device(y, self.device)
+        return self._loss_with(x, y, self._consts, params)
+
+    def _loss_with(
+        self, x: Any, y: Any, consts: dict[str, torch.Tensor], params: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         args = x if isinstance(x, tuple) else (x,)
-        out = functional_call(self.model, {**self._consts, **params}, args)
+        out = functional_call(self.model, {**consts, **params}, args)
         loss = self.loss_fn(out, y)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("loss_fn: expected a scalar (mean) loss tensor")
@@ -490,50 +388,45 @@ class HessianOperator:
     def _linearize(self, b: int) -> tuple[torch.Tensor, Callable[..., Any] | None]:
         """Flat gradient of batch ``b`` and its linearization ``(t_1, ..., t_P) ↦ H_b t``.
 
-        ``torch.func.linearize`` evaluates the gradient map
-        :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)` once with forward-mode
-        tangents, traces it into an FX graph and folds every tangent-free
-        subexpression (forward activations, the backward pass's primal values)
-        into constants. A call then only propagates tangents through the kept
-        graph. The block is passed as a tuple of tensors, one per parameter
-        (with one flat vector, ``vmap`` over the traced reshapes fails).
+        The gradient map :math:`\\theta_B \\mapsto \\nabla L_b(\\theta_B)` is traced
+        by :func:`_linearized_map` with the batch, the other parameters and the
+        buffers as explicit constant inputs (so that functionalization sees
+        every tensor a mutation can touch). ``None`` instead of the map if
+        the traced graph still mutates a tensor after functionalization (a
+        tensor created from a closure constant inside ``forward``); the batch
+        then uses the ``"jvp"`` product and a ``RuntimeWarning`` says so.
         """
+        x, y = self._batches[b]
+        x, y = to_device(x, self.device), to_device(y, self.device)
+        xs = list(x) if isinstance(x, tuple) else [x]
+        cnames = list(self._consts)
+        consts = [*xs, y, *(self._consts[k] for k in cnames)]
+        nb, nx = len(self.param_names), len(xs)
 
-        def grad_and_loss(*block: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        def grad_and_loss(*args: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+            block, rest = args[:nb], args[nb:]
+            xb = tuple(rest[:nx]) if isinstance(x, tuple) else rest[0]
+            cd = dict(zip(cnames, rest[nx + 1 :]))
+
             def loss_of(*ps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                loss = self._loss(b, dict(zip(self.param_names, ps)))
+                loss = self._loss_with(xb, rest[nx], cd, dict(zip(self.param_names, ps)))
                 return loss, loss
 
-            argnums = tuple(range(len(block)))
+            argnums = tuple(range(nb))
             grads, loss = torch.func.grad(loss_of, argnums=argnums, has_aux=True)(*block)
             return grads, loss
 
-        (grads, loss), lin = _linearized_map(grad_and_loss, self._block_values)
+        (grads, loss), lin = _linearized_map(grad_and_loss, self._block_values, consts)
         self._check_finite(loss, b)
         flat = torch.cat([g.detach().reshape(-1) for g in grads])
-        # Guard: the traced map must agree with forward-over-reverse on one seeded
-        # probe, on two successive calls (about 4 gradients in all). The one known
-        # cause of disagreement (torch.func.linearize mutating a folded constant,
-        # see _linearize) is removed structurally; the guard stays for causes
-        # not known yet. A failing batch uses "jvp" (or keeps its graph under "auto").
-        u = torch.randn(self.shape[0], 1, generator=torch.Generator().manual_seed(b))
-        u = u.to(device=self.device, dtype=self.dtype)
-        ref = self._hvp_batch_jvp(b, u)[:, 0]
-        err = 0.0
-        for _ in range(2):
-            hv, _ = lin(*self._unflatten(u[:, 0]))
-            got = torch.cat([h.reshape(-1) for h in hv])
-            tiny = torch.finfo(self.dtype).tiny
-            err = max(err, float((got - ref).norm() / ref.norm().clamp_min(tiny)))
-        if err > _LINEARIZE_RTOL.get(self.dtype, 1e-3) and float(ref.norm()) > 0:
+        if lin is None:
             warnings.warn(
-                f"method='linearize': the linearized map disagrees with the forward-over-"
-                f"reverse product on batch {b} (relative error {err:.1e}); using the 'jvp' "
-                "product for this batch",
+                f"backend='linearize': the traced gradient of batch {b} still mutates a tensor "
+                "after functionalization (created from a constant inside forward); using the "
+                "'jvp' product for this batch",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            return flat, None
         return flat, lin
 
     def _hvp_batch_linearize(self, b: int, V: torch.Tensor) -> torch.Tensor:
@@ -590,43 +483,17 @@ class HessianOperator:
         return V, vector
 
     # ------------------------------------------------------------------ public API
-    def _switch_to_linearize(self) -> None:
-        """Replace every kept double-backward graph by a linearized gradient (``method="auto"``)."""
-        for b in range(len(self._batches)):
-            if self._graphs[b] is not None:
-                lin = self._linearize(b)[1]
-                if lin is None:  # the guard failed: keep this batch's graph
-                    continue
-                self._graphs[b] = None
-                self._lins[b] = lin
-        self.method = "linearize"
-        self._auto = False
-
-    def _switch_pays(self, products: int) -> bool:
-        """``method="auto"``: whether linearized maps pay for ``products`` multi-column products."""
-        return (
-            self._auto
-            and products >= _AUTO_SWITCH_PRODUCTS
-            and self._batched_ok
-            and self.device.type == "cpu"
-        )
-
     def plan(self, products: int) -> None:
-        """Announce that about ``products`` more products follow, in multi-column batches.
+        """Announce that about ``products`` more products follow (kept for compatibility).
 
-        With ``method="auto"``, an operator that would switch to linearized
-        maps during that work switches now, instead of after its first 100
-        double-backward products. :func:`~renyilib.lanczos.slq` calls this with
-        ``num_probes × lanczos_steps`` when it advances several probes together.
-        Other methods ignore it.
+        The operator no longer switches backends during a run, so this only
+        validates its argument. :func:`~renyilib.lanczos.slq` still calls it.
 
         Args:
             products: Expected number of further Hessian-vector products (≥ 0).
         """
         if isinstance(products, bool) or not isinstance(products, int) or products < 0:
             raise ValueError(f"products: expected a non-negative int, got {products!r}")
-        if self._switch_pays(self.num_matvecs + products):
-            self._switch_to_linearize()
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V`` of shape ``(n, k)``."""
@@ -634,13 +501,11 @@ class HessianOperator:
         out = torch.zeros_like(V)
         if V.shape[1] == 0:
             return out
-        if V.shape[1] > 1 and self._switch_pays(self.num_matvecs + V.shape[1]):
-            self._switch_to_linearize()
         for b in range(len(self._batches)):
             weight = self._sizes[b] / self.num_samples
-            if self.method == "linearize":
+            if self.backend == "linearize":
                 hv = self._hvp_batch_linearize(b, V)
-            elif self.method == "graph":
+            elif self.backend == "graph":
                 hv = self._hvp_batch_graph(b, V)
             else:
                 hv = self._hvp_batch_jvp(b, V)
@@ -667,8 +532,6 @@ class HessianOperator:
         Symmetrized as ``(H + Hᵀ)/2`` to remove rounding asymmetry.
         """
         n = self.shape[0]
-        if min(chunk, n) > 1:
-            self.plan(n)
         cols = []
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
@@ -692,71 +555,93 @@ class HessianOperator:
 
     def __repr__(self) -> str:
         return (
-            f"HessianOperator(n={self.shape[0]}, params={len(self.param_names)}, method={self.method!r}, "
+            f"HessianOperator(n={self.shape[0]}, params={len(self.param_names)}, backend={self.backend!r}, "
             f"samples={self.num_samples}, dtype={self.dtype}, device={self.device})"
         )
 
 
+def _flatten(obj: Any) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
+    """Leaves of nested tuples/lists of tensors, and the function that rebuilds the nesting."""
+    if isinstance(obj, torch.Tensor):
+        return [obj], lambda leaves: leaves[0]
+    if isinstance(obj, tuple | list):
+        parts = [_flatten(o) for o in obj]
+        sizes = [len(leaves) for leaves, _ in parts]
+
+        def rebuild(leaves: list[torch.Tensor]) -> Any:
+            out, start = [], 0
+            for (_, rb), size in zip(parts, sizes):
+                out.append(rb(leaves[start : start + size]))
+                start += size
+            return type(obj)(out)
+
+        return [leaf for leaves, _ in parts for leaf in leaves], rebuild
+    raise TypeError(
+        f"linearize: outputs must be tensors or tuples of them, got {type(obj).__name__}"
+    )
+
+
 def _linearized_map(
-    func: Callable[..., Any], primals: Sequence[torch.Tensor]
-) -> tuple[Any, Callable[..., Any]]:
-    """``torch.func.linearize(func, *primals)``, without its in-place-mutation bug.
+    func: Callable[..., Any], primals: Sequence[torch.Tensor], consts: Sequence[Any]
+) -> tuple[Any, Callable[..., Any] | None]:
+    """The linearization of ``func`` at ``primals``, traced, functionalized, then constant-folded.
 
-    Like ``torch.func.linearize``: the forward-mode derivative of ``func`` at
-    ``primals`` is traced (``make_fx``) into an FX graph, and every
-    tangent-free subexpression is folded into a constant
-    (``torch.fx.experimental.const_fold``), so that a call only propagates
-    tangents. Returns ``(func(*primals), jvp_fn)`` with
-    ``jvp_fn(*tangents) = J_func(primals) @ tangents``.
+    ``func(*primals, *consts)``; returns ``(func(*primals, *consts), jvp_fn)``
+    with ``jvp_fn(*tangents) = J_primals func · tangents``. Three steps:
 
-    The difference: torch's version leaves an in-place op (``x.add_(c)``,
-    ``x.div_(s)``) in the per-call graph when its first argument is folded, so
-    every call mutates that constant again. With torch 2.14 this made the
-    linearized gradient of vit-pytorch's ``SimpleViT`` (``x += pos_embedding``
-    after a LayerNorm) right on the first call and wrong from the second on
-    (relative error 0.33, 0.49, 0.60 on calls 2-4 for a width-1/8 ViT).
-    Here every in-place aten op whose first argument does not depend on the
-    tangents is replaced by its out-of-place overload before folding. ``make_fx``
-    points later uses of a mutated tensor at the in-place node, so the result is
-    unchanged, while no folded constant is ever written to.
+    1. ``make_fx`` traces the forward-mode derivative of ``func`` (dual
+       tensors on the primals) into an aten graph whose inputs are the
+       tangents and ``consts``.
+    2. ``torch.func.functionalize`` re-traces that graph without mutations
+       or views (``remove="mutations_and_views"``): an in-place op, also on a
+       view (``z[:, :3].mul_(2)``, a slice assignment into a buffer), becomes
+       an out-of-place op plus the scatter that writes it back into its base,
+       so every later use of the base sees the mutation.
+    3. The ``consts`` inputs become graph constants and
+       ``torch.fx.experimental.const_fold`` folds every tangent-free
+       subexpression; a call only pushes tangents.
+
+    Folding a mutation-free graph cannot change its value, so the result is
+    correct by construction. If a mutating node survives step 2 (a tensor
+    created inside ``func`` from a closure constant that is not among
+    ``consts``), nothing is folded and ``jvp_fn`` is ``None``.
+    (``torch.func.linearize`` of torch 2.14 folds without functionalizing, so
+    in-place ops on folded constants corrupt its later calls.)
     """
-    from torch._guards import TracingContext, tracing
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.autograd import forward_ad as fwad
     from torch.fx.experimental import const_fold
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    primals = tuple(primals)
-    output = func(*primals)
-    out_spec = torch.utils._pytree.tree_flatten(output)[1]
+    primals, consts = tuple(primals), tuple(consts)
+    output = func(*primals, *consts)
+    _, rebuild = _flatten(output)
+    k = len(primals)
 
-    def trace(*tangents: torch.Tensor) -> list[torch.Tensor]:
+    def trace(*args: Any) -> list[torch.Tensor]:
+        tangents, rest = args[:k], args[k:]
         with fwad.dual_level():
-            out = func(*(fwad.make_dual(p, t) for p, t in zip(primals, tangents)))
-            flat, _ = torch.utils._pytree.tree_flatten(out)
+            out = func(*(fwad.make_dual(p, t) for p, t in zip(primals, tangents)), *rest)
+            flat, _ = _flatten(out)
             tangents_out = [fwad.unpack_dual(o).tangent for o in flat]
             return [torch.zeros_like(o) if t is None else t for o, t in zip(flat, tangents_out)]
 
-    # make_fx records each node's metadata through a fake tensor; without an ambient
-    # fake mode it builds a new FakeTensorMode per node (each capturing a Python stack
-    # trace): one shared mode cut the set-up of the reference CNN's five blocks from
-    # 2.15 to 1.49 s. Only metadata goes through it; the values are real.
-    with tracing(TracingContext(FakeTensorMode(allow_fallback_kernels=True))):
-        graph = make_fx(trace)(*(p.new_empty(()).expand_as(p) for p in primals))
-    depends: dict[Any, bool] = {}
-    for node in graph.graph.nodes:
-        depends[node] = node.op == "placeholder" or any(
-            depends.get(a, False) for a in node.all_input_nodes
-        )
-        target = node.target
-        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-            name = target.overloadpacket.__name__
-            if name.endswith("_") and not name.endswith("__") and not depends[node.args[0]]:
-                packet = getattr(torch.ops.aten, name[:-1], None)
-                pure = getattr(packet, target._overloadname, None) if packet else None
-                if pure is None:
-                    raise RuntimeError(f"linearize: no out-of-place overload for {target}")
-                node.target = pure
+    tangents = [p.new_empty(()).expand_as(p) for p in primals]
+    traced = make_fx(trace)(*tangents, *consts)
+    graph = make_fx(torch.func.functionalize(traced, remove="mutations_and_views"))(
+        *tangents, *consts
+    )
+    if any(n.op == "call_function" and n.is_impure() for n in graph.graph.nodes):
+        return output, None
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    for i, (node, value) in enumerate(zip(placeholders[k:], consts)):
+        name = f"renyilib_const_{i}"
+        if isinstance(value, torch.Tensor):
+            graph.register_buffer(name, value)
+        else:
+            setattr(graph, name, value)
+        with graph.graph.inserting_before(node):
+            node.replace_all_uses_with(graph.graph.get_attr(name))
+        graph.graph.erase_node(node)
     graph.recompile()
     with warnings.catch_warnings():
         # torch.fx's constant folding warns about its own get_attr nodes (harmless).
@@ -764,9 +649,9 @@ def _linearized_map(
         folded = const_fold.split_const_subgraphs(graph)
 
     def jvp_fn(*tangents: torch.Tensor) -> Any:
-        if len(tangents) != len(primals):
-            raise ValueError(f"expected {len(primals)} tangents, got {len(tangents)}")
-        return torch.utils._pytree.tree_unflatten(list(folded(*tangents)), out_spec)
+        if len(tangents) != k:
+            raise ValueError(f"expected {k} tangents, got {len(tangents)}")
+        return rebuild(list(folded(*tangents)))
 
     return output, jvp_fn
 
@@ -806,9 +691,10 @@ def hessian_operator(
     params: str | Sequence[str] | None = None,
     *,
     allow_train_mode: bool = False,
-    method: str = "auto",
+    backend: str = "auto",
     cache_samples: int | None = 20_000,
     batched: bool | None = None,
+    method: str | None = None,
 ) -> HessianOperator:
     """Hessian operator of the mean loss over ``data`` w.r.t. a parameter block.
 
@@ -834,11 +720,9 @@ def hessian_operator(
             statistics on copies of its buffers; dropout masks are those of the
             graph-building pass for cached batches, fresh per product otherwise,
             which makes the operator random).
-        method: ``"auto"`` (default: ``"graph"``, switched to ``"linearize"``
-            once a multi-column product brings the count of products to 100,
-            on the CPU, for vmapped columns, in eval mode), ``"graph"``
-            (reused double-backward graph), ``"linearize"``
-            (``torch.func.linearize`` of the gradient, vmapped over columns) or
+        backend: ``"auto"`` (default: ``"graph"`` with a column loop), ``"graph"``
+            (reused double-backward graph), ``"linearize"`` (functionalized,
+            constant-folded linearized gradient, vmapped over columns) or
             ``"jvp"`` (forward-over-reverse); see the module docstring.
         cache_samples: Keep the double-backward graphs (or linearized
             gradients) of batches up to this many samples in total (``None``:
@@ -846,18 +730,17 @@ def hessian_operator(
             uses the ``"jvp"`` product for them). Memory is about one training
             step's activations per cached batch (for ``"linearize"``, about
             five forward passes' layer outputs on the reference CNN).
-        batched: For ``method="graph"`` / ``"linearize"``, compute the columns
-            of an ``(n, k)`` product vmapped (``True``) or in a loop (``False``);
-            ``None`` picks vmapped for blocks of at most 4096 parameters
-            whose batches hold at most 2**18 input scalars (e.g. 512 digits;
-            not 256 CIFAR images), and falls back to the loop if vmap fails
-            for an operation.
+        batched: Compute the columns of an ``(n, k)`` product vmapped (``True``)
+            or in a loop (``False``); ``None``: vmapped for ``"linearize"``, a
+            loop for ``"graph"``. Falls back to the loop if vmap fails for an
+            operation. (``"jvp"`` always vmaps.)
+        method: Deprecated name of ``backend`` (``DeprecationWarning``).
 
     Returns:
         A :class:`HessianOperator`.
 
     Raises:
-        ValueError: model in train mode, empty data, non-finite loss, bad method.
+        ValueError: model in train mode, empty data, non-finite loss, bad backend.
         KeyError: unknown block or parameter name (the message lists the valid ones).
 
     Example:
@@ -875,8 +758,17 @@ def hessian_operator(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable: loss_fn(outputs, targets) -> scalar mean loss")
-    if method not in ("auto", "graph", "jvp", "linearize"):
-        raise ValueError(f"method must be 'auto', 'graph', 'jvp' or 'linearize', got {method!r}")
+    if method is not None:
+        warnings.warn(
+            "hessian_operator(method=...) is deprecated; use backend=... (the Hessian-product "
+            "backend; renyi_sharpness's spectrum= picks SLQ or the exact spectrum)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        backend = method
+    method = backend
+    if method not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {method!r}")
     if cache_samples is not None and (not isinstance(cache_samples, int) or cache_samples < 0):
         raise ValueError(f"cache_samples must be None or a non-negative int, got {cache_samples!r}")
     training = [name or "<root>" for name, m in model.named_modules() if m.training]
@@ -890,11 +782,11 @@ def hessian_operator(
         method = "graph"
     if training and method in ("jvp", "linearize"):
         raise ValueError(
-            f"method={method!r} needs a model in eval mode (train-mode BatchNorm updates "
-            "buffers in place, which torch.func transforms forbid); use method='graph'"
+            f"backend={method!r} needs a model in eval mode (train-mode BatchNorm updates "
+            "buffers in place, which torch.func transforms forbid); use backend='graph'"
         )
     names = _resolve_params(model, params)
-    batches = _as_batches(data)
+    batches = as_batches(data)
     if not batches:
         raise ValueError("data: expected at least one (x, y) batch, got an empty iterable")
     return HessianOperator(
@@ -902,7 +794,7 @@ def hessian_operator(
         loss_fn,
         batches,
         names,
-        method=method,
+        backend=method,
         cache_samples=cache_samples,
         allow_train_mode=allow_train_mode,
         batched=batched,

@@ -46,6 +46,13 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from renyilib.entropy import (
+    check_orders,
+    renyi_from_masses,
+    renyi_shift_sensitivity,
+    spectrum_magnitude,
+)
+
 __all__ = [
     "DeflationError",
     "Estimate",
@@ -558,47 +565,12 @@ class SpectralQuadrature:
         return float(np.sum(mu * worst))
 
     def _renyi_fold(self, alphas: np.ndarray, negative: str) -> np.ndarray:
-        """Sum over nodes of the change of :math:`H_\\alpha` when that node moves by :math:`\\pm\\varepsilon`.
-
-        With :math:`S = \\sum_j \\mu_j x_j`, :math:`P_\\alpha = \\sum_j \\mu_j x_j^\\alpha`
-        (:math:`x = g(\\theta)`), moving node :math:`j` to :math:`x'_j` changes
-        :math:`H_\\alpha = (\\log P_\\alpha - \\alpha \\log S)/(1-\\alpha)` by
-        :math:`(\\operatorname{log1p}(\\mu_j\\Delta x^\\alpha_j/P_\\alpha) -
-        \\alpha\\operatorname{log1p}(\\mu_j \\Delta x_j / S))/(1-\\alpha)` (analogously
-        for :math:`\\alpha = 1, \\infty`); the worse sign per node, summed over nodes.
-        """
+        """:func:`~renyilib.entropy.renyi_shift_sensitivity` of the measure at :attr:`deflation_error`."""
         eps = self.deflation_error
         if eps == 0.0:
             return np.zeros(len(alphas))
-        g = _magnitude(negative)
         mu, th = self._measure()
-        x = g(th)
-        S = float(np.sum(mu * x))
-        out = np.zeros(len(alphas))
-        shifted = [g(th + eps), g(th - eps)]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for i, a in enumerate(alphas):
-                worst = np.zeros(len(x))
-                for xs in shifted:
-                    dS = np.log1p(mu * (xs - x) / S)
-                    if np.isinf(a):
-                        M = x.max()
-                        others = np.where(x == M, np.sort(x)[-2] if len(x) > 1 else 0.0, M)
-                        Mp = np.maximum(others, xs)
-                        d = -(np.log(Mp) - np.log(M)) + dS
-                    elif a == 1.0:
-                        xl = np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
-                        xsl = np.where(xs > 0, xs * np.log(np.where(xs > 0, xs, 1.0)), 0.0)
-                        L = float(np.sum(mu * xl))
-                        Sp = S + mu * (xs - x)
-                        d = (np.log(Sp) - (L + mu * (xsl - xl)) / Sp) - (np.log(S) - L / S)
-                    else:
-                        P = float(np.sum(mu * _pow(x, a)))
-                        dP = np.log1p(mu * (_pow(xs, a) - _pow(x, a)) / P)
-                        d = (dP - a * dS) / (1.0 - a)
-                    worst = np.maximum(worst, np.abs(d))
-                out[i] = float(np.sum(worst))
-        return out
+        return renyi_shift_sensitivity(mu, th, eps, alphas, negative)
 
     @property
     def negative_mass(self) -> float:
@@ -616,7 +588,7 @@ class SpectralQuadrature:
     # -- Rényi entropy ------------------------------------------------------
     def _masses(self, negative: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-probe masses and values: (w (l, m), x (l, m), w_exact (d,), x_exact (d,))."""
-        g = _magnitude(negative)
+        g = spectrum_magnitude(negative)
         x = g(self.nodes)
         w = self.complement_dim * self.weights
         return w, x, np.ones(len(self.exact_nodes)), g(self.exact_nodes)
@@ -670,7 +642,7 @@ class SpectralQuadrature:
         Returns:
             :class:`Estimate` with float values for scalar ``alpha``, arrays otherwise.
         """
-        alphas, scalar = _check_alphas(alpha)
+        alphas, scalar = check_orders(alpha)
         if normalization not in ("trace", "paper"):
             raise ValueError(f"normalization must be 'trace' or 'paper', got {normalization!r}")
         w, x, we, xe = self._masses(negative)
@@ -681,7 +653,7 @@ class SpectralQuadrature:
                 )
             # Sum (not mean) over probes of τ-weighted masses: ∫ x^α dν = Σ_k A_k.
             w = self.num_probes * self.weights
-        vals, se = _renyi_from_masses(w, x, we, xe, alphas)
+        vals, se = renyi_from_masses(w, x, we, xe, alphas)
         se = se + self._renyi_fold(alphas, negative)
         return _pack(vals, se, scalar)
 
@@ -727,148 +699,6 @@ def _pack(vals: np.ndarray, se: np.ndarray, scalar: bool) -> Estimate:
     if scalar:
         return Estimate(float(vals[0]), float(se[0]))
     return Estimate(vals, se)
-
-
-def _magnitude(negative: str) -> Callable[[np.ndarray], np.ndarray]:
-    if negative == "abs":
-        return np.abs
-    if negative == "positive":
-        return lambda x: np.maximum(x, 0.0)
-    raise ValueError(f"negative must be 'abs' or 'positive', got {negative!r}")
-
-
-def _check_alphas(alpha: Any) -> tuple[np.ndarray, bool]:
-    scalar = np.ndim(alpha) == 0
-    try:
-        alphas = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"alpha: expected a positive number or array of them, got {alpha!r}"
-        ) from err
-    if alphas.ndim != 1 or alphas.size == 0:
-        raise ValueError(
-            f"alpha: expected a scalar or a non-empty 1-D array, got shape {alphas.shape}"
-        )
-    if np.any(np.isnan(alphas)) or np.any(alphas <= 0):
-        raise ValueError(f"alpha: every order must be > 0 (inf allowed), got {alpha!r}")
-    return alphas, scalar
-
-
-def _pow(x: np.ndarray, a: float) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return np.where(x > 0, np.power(np.where(x > 0, x, 1.0), a), 0.0)
-
-
-def _renyi_core(sums: dict[str, np.ndarray], alphas: np.ndarray) -> np.ndarray:
-    """Entropies from (possibly leave-one-out) summed statistics.
-
-    ``sums`` hold, for a reference scale ``r`` (so ``q = x / r``): ``S`` = ∫ q dμ,
-    ``L`` = ∫ q log q dμ, ``D[a]`` = ∫ q expm1((a-1) log q) dμ (small |a-1|),
-    ``P[a]`` = ∫ (q/qmax)^a dμ with log-scale ``log qmax`` (other a) and
-    ``M`` = max q. Arrays may have a leading replicate axis.
-    """
-    S, L, M = sums["S"], sums["L"], sums["M"]
-    out = np.empty((*np.shape(S), len(alphas)))
-    logS = np.log(S)
-    for i, a in enumerate(alphas):
-        d = a - 1.0
-        if np.isinf(a):
-            out[..., i] = -np.log(M) + logS
-        elif d == 0:
-            out[..., i] = -L / S + logS
-        elif abs(d) < 0.5:
-            D = sums["D"][..., i]
-            out[..., i] = -np.log1p(D / S) / d + logS
-        else:
-            logP = np.log(sums["P"][..., i]) + a * sums["logqmax"]
-            # H = (log P - a log S) / (1 - a)
-            out[..., i] = (logP - a * logS) / (1.0 - a)
-    return out
-
-
-def _renyi_from_masses(
-    w: np.ndarray, x: np.ndarray, we: np.ndarray, xe: np.ndarray, alphas: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rényi entropies and jackknife standard errors from per-probe masses.
-
-    ``w, x``: per-probe weights ((n-d) τ) and magnitudes, shape (nprobe, m);
-    ``we, xe``: exact masses (1) and magnitudes, shape (d,).
-    """
-    nprobe = w.shape[0]
-    w = np.where(x > 0, w, 0.0)
-    we = np.where(xe > 0, we, 0.0)
-    r = ((w * x).sum(1).mean() if nprobe else 0.0) + (we * xe).sum()
-    if not r > 0:
-        raise ValueError(
-            "the spectrum has zero total mass: all (non-negative part of the) eigenvalues are zero"
-        )
-    q, qe = x / r, xe / r
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lq = np.where(q > 0, np.log(np.where(q > 0, q, 1.0)), 0.0)
-        lqe = np.where(qe > 0, np.log(np.where(qe > 0, qe, 1.0)), 0.0)
-    qmax = max(q[w > 0].max(initial=0.0), qe[we > 0].max(initial=0.0))
-    logqmax = math.log(qmax)
-
-    def stats(
-        ww: np.ndarray, qq: np.ndarray, ll: np.ndarray, axis: int | None
-    ) -> dict[str, np.ndarray]:
-        s = {
-            "S": (ww * qq).sum(axis),
-            "L": (ww * qq * ll).sum(axis),
-            "D": np.stack(
-                [
-                    (ww * qq * np.expm1((a - 1.0) * ll)).sum(axis)
-                    if np.isfinite(a) and abs(a - 1.0) < 0.5
-                    else (ww * 0).sum(axis)
-                    for a in alphas
-                ],
-                axis=-1,
-            ),
-            "P": np.stack(
-                [
-                    (ww * np.exp(a * (ll - logqmax)) * (qq > 0)).sum(axis)
-                    if np.isfinite(a) and abs(a - 1.0) >= 0.5
-                    else (ww * 0).sum(axis)
-                    for a in alphas
-                ],
-                axis=-1,
-            ),
-        }
-        return s
-
-    per = stats(w, q, lq, 1) if nprobe else None  # per-probe sums, shape (nprobe,) / (nprobe, A)
-    ex = stats(we, qe, lqe, None)
-    # Per-probe max of q among positive-weight nodes.
-    pmax = np.where(w > 0, q, 0.0).max(axis=1) if nprobe else np.zeros(0)
-    emax = qe[we > 0].max(initial=0.0)
-
-    def combine(mean_of: Callable[[np.ndarray], np.ndarray], maxq: float | np.ndarray) -> dict:
-        out = {
-            key: ex[key] + (mean_of(per[key]) if per is not None else 0.0)
-            for key in ("S", "L", "D", "P")
-        }
-        out["M"] = np.maximum(maxq, emax)
-        out["logqmax"] = logqmax
-        return out
-
-    full = combine(lambda a: a.mean(0), pmax.max(initial=0.0))
-    vals = _renyi_core(full, alphas)
-    if nprobe < 2:
-        return vals, np.full(len(alphas), np.nan)
-    # Jackknife: leave probe k out.
-    loo = {}
-    for key in ("S", "L", "D", "P"):
-        tot = per[key].sum(0)
-        loo[key] = ex[key] + (tot[None, ...] - per[key]) / (nprobe - 1)
-    # leave-one-out max: max over the other probes
-    order = np.argsort(pmax)
-    top, second = pmax[order[-1]], pmax[order[-2]]
-    lmax = np.where(np.arange(nprobe) == order[-1], second, top)
-    loo["M"] = np.maximum(lmax, emax)
-    loo["logqmax"] = logqmax
-    reps = _renyi_core(loo, alphas)  # (nprobe, A)
-    se = np.sqrt((nprobe - 1) / nprobe * ((reps - reps.mean(0)) ** 2).sum(0))
-    return vals, se
 
 
 # --------------------------------------------------------------------------- eigenpairs
@@ -1135,16 +965,10 @@ def slq(
             :math:`\\le 2m`). Radau puts the mass of the (near-)null space of a
             rank-deficient Hessian exactly at 0 instead of on a small positive
             Ritz value, which removes most of the quadrature bias of
-            :math:`\\operatorname{Tr}|H|^\\alpha` for :math:`\\alpha < 1` (measured on the
-            3072-dim fc block of a digits CNN at m = 15: relative error of
-            :math:`H_{0.5}` 32% with Gauss, 4% with Radau; one 16-probe run of a
-            dense matrix with that spectrum). Probes for which the extension is
-            ill-conditioned fall back to Gauss. On strongly indefinite blocks the
-            prescribed node sits inside the spectrum and Radau can be worse: on
-            the whole-model block of the same CNN (28% of :math:`\\operatorname{Tr}|H|`
-            on negative eigenvalues; l = 16, m = 30, deflate = 8) the largest
-            relative error over 3 seeds at α = 1.5 grew from 1.3% (Gauss) to 3.1%
-            (Radau), with α = 0.5 unchanged at 8%. Default: Gauss.
+            :math:`\\operatorname{Tr}|H|^\\alpha` for :math:`\\alpha < 1`. Probes for
+            which the extension is ill-conditioned fall back to Gauss. On strongly
+            indefinite blocks the prescribed node sits inside the spectrum and
+            Radau can be worse (measurements: ``benchmarks/README.md``). Default: Gauss.
         deflate: Number ``d`` of top-|λ| eigenpairs to treat exactly.
         deflate_tol: Relative residual tolerance of the deflated pairs.
         deflate_max_steps: Lanczos steps allowed for the deflated pairs
@@ -1191,11 +1015,6 @@ def slq(
             f"deflate_unconverged must be 'raise' or 'fold', got {deflate_unconverged!r}"
         )
     Z = probe_vectors(n, num_probes, seed, probe, generator)  # float64 CPU, unit columns
-    plan = getattr(op, "plan", None)
-    if probe_batch > 1 and callable(plan):
-        # A HessianOperator with method="auto" switches to linearized maps now when
-        # these products would make it switch anyway (see renyilib.hessian).
-        plan(num_probes * min(lanczos_steps, n))
     exact = np.zeros(0)
     exact_res = np.zeros(0)
     D = None

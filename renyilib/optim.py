@@ -96,6 +96,7 @@ every epoch; the state is part of ``state_dict``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -579,7 +580,7 @@ class EigenSAM(_TwoPassOptimizer):
               \hat g = g/\|g\|_2,\quad \epsilon = \rho\, d/\|d\|_2,
 
     i.e. the component of :math:`v` orthogonal to the gradient, oriented along
-    the gradient's side, is added with weight :math:`a` (``alpha``; 0.2 in Tables 4-5).
+    the gradient's side, is added with weight :math:`a` (``eigvec_weight``; 0.2 in Tables 4-5).
     Before the first estimate :math:`d = \hat g` (SAM).
 
     Hessian-vector products use only the closure (the same contract as every
@@ -596,7 +597,7 @@ class EigenSAM(_TwoPassOptimizer):
         params: Parameters or parameter groups.
         base_optimizer: Optimizer class stepping with the perturbed gradient.
         rho: SAM radius (0.05 CIFAR-10, 0.1 CIFAR-100).
-        alpha: Weight :math:`a \ge 0` of the eigenvector component (0.2).
+        eigvec_weight: Weight :math:`a \ge 0` of the eigenvector component (0.2).
         freq: Re-estimate :math:`v` every ``freq`` perturbed steps (100 in the authors' code).
         power_iters: Power iterations per estimate (5 in the authors' code).
         fd_step: Finite-difference step :math:`h` (``None``: automatic).
@@ -610,21 +611,30 @@ class EigenSAM(_TwoPassOptimizer):
         base_optimizer,
         *,
         rho: float = 0.05,
-        alpha: float = 0.2,
+        eigvec_weight: float = 0.2,
         freq: int = 100,
         power_iters: int = 5,
         fd_step: float | None = None,
         seed: int = 0,
+        alpha: float | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_nonneg("alpha", alpha)
+        if alpha is not None:
+            warnings.warn(
+                "EigenSAM(alpha=...) is deprecated: the eigenvector weight is eigvec_weight "
+                "(alpha is the Rényi order elsewhere in renyilib)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            eigvec_weight = alpha
+        _check_nonneg("eigvec_weight", eigvec_weight)
         for name, val in (("freq", freq), ("power_iters", power_iters)):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {val!r}")
         if fd_step is not None and not (isinstance(fd_step, int | float) and fd_step > 0):
             raise ValueError(f"fd_step must be a positive number or None, got {fd_step!r}")
         super().__init__(params, base_optimizer, rho=rho, **kwargs)
-        self.alpha = float(alpha)
+        self.eigvec_weight = float(eigvec_weight)
         self.freq = freq
         self.power_iters = power_iters
         self.fd_step = fd_step
@@ -632,6 +642,14 @@ class EigenSAM(_TwoPassOptimizer):
         self.last_eigenvalue = math.nan
         self._eigvec: list[torch.Tensor] | None = None
         self._perturbed_steps = 0
+
+    @property
+    def alpha(self) -> float:
+        """Deprecated alias of :attr:`eigvec_weight`."""
+        warnings.warn(
+            "EigenSAM.alpha is deprecated; use .eigvec_weight", DeprecationWarning, stacklevel=2
+        )
+        return self.eigvec_weight
 
     def _all_params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
@@ -706,13 +724,13 @@ class EigenSAM(_TwoPassOptimizer):
             return None
         ghat = [g / norm for g in grads]
         d = ghat
-        if self._eigvec is not None and self.alpha > 0:
+        if self._eigvec is not None and self.eigvec_weight > 0:
             vmap = dict(zip(self._all_params(), self._eigvec))
             v = [vmap[p] for _, p in items]
             gv = sum((a * b).sum() for a, b in zip(grads, v))
             ghv = sum((a * b).sum() for a, b in zip(ghat, v))
             s = torch.sign(gv)
-            d = [a + self.alpha * s * (b - ghv * a) for a, b in zip(ghat, v)]
+            d = [a + self.eigvec_weight * s * (b - ghv * a) for a, b in zip(ghat, v)]
         dn = _global_norm(d)
         if not torch.isfinite(dn) or dn == 0:
             return None
@@ -786,7 +804,8 @@ def build_optimizer(
         lr: Learning rate (required, here or in ``config``).
         momentum: SGD momentum (base optimizer ``"sgd"``).
         weight_decay: :math:`\\lambda` of Algorithm 2, applied at the unperturbed weights.
-        **kwargs: Method hyperparameters (``rho``, ``alpha``, ``eta``, ``radius``,
+        **kwargs: Method hyperparameters (``rho``, ``alpha`` (RSAM's Rényi order),
+            ``eigvec_weight`` (Eigen-SAM), ``eta``, ``radius``,
             ``sgd_epochs``, ``switch_accuracy``, ``freq``, ``power_iters``, ``seed``, ``base``)
             and extra base-optimizer arguments (``nesterov``, ``betas``, ...).
 
@@ -821,6 +840,7 @@ def build_optimizer(
     cls = OPTIMIZERS[key]
     if cls is None:
         family = {"rho", "alpha", "eta", "radius", "sgd_epochs", "switch_accuracy", "freq"}
+        family |= {"eigvec_weight"}
         family |= {"power_iters", "fd_step", "seed", "base", "model"}
         bad = sorted(set(kwargs) & family)
         if bad:

@@ -20,9 +20,11 @@ eigenvalues, so :math:`g` is chosen by ``negative``: ``"abs"`` (default,
 :math:`g = |\\lambda|`, the spectrum of :math:`|H|`) or ``"positive"``
 (:math:`g = \\max(\\lambda, 0)`, the positive part; Remark F.7).
 
-:func:`renyi_entropy` is the exact reference from an eigenvalue array;
-:func:`renyi_sharpness` estimates the entropy for every layer block of a model
-by SLQ (:func:`renyilib.lanczos.slq`) or, for small blocks, exactly.
+:func:`renyi_entropy` (from :mod:`renyilib.entropy`, re-exported here) is the
+exact value for an eigenvalue array; :func:`renyi_sharpness` estimates the
+entropy for every layer block of a model by SLQ (:func:`renyilib.lanczos.slq`)
+or, for small blocks, exactly. Both use the one implementation in
+:mod:`renyilib.entropy` (an exact spectrum is a measure with unit weights).
 """
 
 from __future__ import annotations
@@ -37,15 +39,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from renyilib.entropy import check_orders, renyi_entropy, spectrum_magnitude
 from renyilib.hessian import hessian_operator, layer_blocks
-from renyilib.lanczos import (
-    DeflationError,
-    Estimate,
-    SpectralQuadrature,
-    _check_alphas,
-    _magnitude,
-    slq,
-)
+from renyilib.lanczos import DeflationError, Estimate, SpectralQuadrature, slq
 
 __all__ = ["PAPER_ALPHAS", "renyi_entropy", "renyi_sharpness"]
 
@@ -62,78 +58,6 @@ PAPER_ALPHAS: tuple[float, ...] = (
     1.01,
     *(round(1.0 + 0.1 * i, 1) for i in range(1, 21)),
 )
-
-
-def renyi_entropy(
-    eigenvalues: np.ndarray | torch.Tensor | Sequence[float],
-    alpha: float | Sequence[float] | np.ndarray,
-    negative: str = "abs",
-) -> float | np.ndarray:
-    """Exact Rényi entropy :math:`H_\\alpha` of a spectrum (Eq. 6).
-
-    Computed stably in float64: :math:`H_\\alpha = \\frac{1}{1-\\alpha}\\log\\sum_i p_i^\\alpha`
-    by a log-sum-exp for :math:`|\\alpha - 1| \\ge 0.5` and as
-    :math:`-\\operatorname{log1p}(\\sum_i p_i \\operatorname{expm1}((\\alpha-1)\\log p_i))/(\\alpha-1)`
-    otherwise, which tends continuously to Shannon's
-    :math:`-\\sum_i p_i \\log p_i` at :math:`\\alpha = 1` (used exactly there).
-    :math:`\\alpha = \\infty` gives :math:`-\\log \\max_i p_i`. Zero eigenvalues
-    contribute nothing (:math:`0^\\alpha = 0`, :math:`0 \\log 0 = 0`).
-
-    Args:
-        eigenvalues: 1-D array (numpy, torch or a sequence) of eigenvalues.
-        alpha: Order :math:`\\alpha > 0` (``np.inf`` allowed), scalar or array.
-        negative: ``"abs"`` (:math:`p \\propto |\\lambda|`) or ``"positive"``
-            (:math:`p \\propto \\max(\\lambda, 0)`).
-
-    Returns:
-        A float for scalar ``alpha``, else a float64 array of the same length.
-
-    Raises:
-        ValueError: α ≤ 0 or NaN, empty or non-finite spectrum, all-zero
-            spectrum (after ``negative``), unknown ``negative``.
-
-    Example:
-        >>> bool(np.isclose(renyi_entropy([1.0, 1.0, 1.0, 1.0], 2.0), np.log(4)))
-        True
-        >>> renyi_entropy([3.0, 0.0, 0.0], [0.5, 1.0, np.inf]).tolist()
-        [0.0, 0.0, 0.0]
-    """
-    if isinstance(eigenvalues, torch.Tensor):
-        lam = eigenvalues.detach().cpu().double().numpy()
-    else:
-        lam = np.asarray(eigenvalues, dtype=np.float64)
-    if lam.ndim != 1:
-        lam = lam.reshape(-1) if lam.ndim == 0 else lam
-        if lam.ndim != 1:
-            raise ValueError(f"eigenvalues: expected a 1-D array, got shape {lam.shape}")
-    if lam.size == 0:
-        raise ValueError("eigenvalues: expected a non-empty array")
-    if not np.all(np.isfinite(lam)):
-        raise ValueError("eigenvalues: expected finite values")
-    alphas, scalar = _check_alphas(alpha)
-    x = _magnitude(negative)(lam)
-    total = x.sum()
-    if not total > 0:
-        raise ValueError(
-            f"eigenvalues: the spectrum is all zero (with negative={negative!r}); the entropy is undefined"
-        )
-    p = x[x > 0] / total
-    logp = np.log(p)
-    out = np.empty(len(alphas))
-    for i, a in enumerate(alphas):
-        d = a - 1.0
-        if np.isinf(a):
-            out[i] = -logp.max()
-        elif d == 0:
-            out[i] = -(p * logp).sum()
-        elif abs(d) < 0.5:
-            out[i] = -np.log1p((p * np.expm1(d * logp)).sum()) / d
-        else:
-            z = a * logp
-            zmax = z.max()
-            out[i] = (zmax + np.log(np.exp(z - zmax).sum())) / (1.0 - a)
-    out = out + 0.0  # turn -0.0 into 0.0
-    return float(out[0]) if scalar else out
 
 
 def _select_blocks(model: nn.Module, blocks: Any, example_input: Any) -> dict[str, list[str]]:
@@ -194,7 +118,7 @@ def renyi_sharpness(
     seed: int = 0,
     negative: str = "abs",
     deflate: int = 0,
-    method: str = "slq",
+    spectrum: str = "slq",
     progress: bool = True,
     *,
     deflate_tol: float = 1e-4,
@@ -203,10 +127,12 @@ def renyi_sharpness(
     exact_max_dim: int = 4096,
     probe_batch: int | None = None,
     quadrature: str = "gauss",
-    hessian_method: str = "auto",
+    backend: str = "auto",
     allow_train_mode: bool = False,
     example_input: Any = None,
     return_quadratures: bool = False,
+    method: str | None = None,
+    hessian_method: str | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, SpectralQuadrature]]:
     """Rényi entropy / sharpness of the loss Hessian, per parameter block and order α.
 
@@ -218,16 +144,10 @@ def renyi_sharpness(
     ``papers/README.md``); ``normalization="paper"`` of
     :meth:`SpectralQuadrature.renyi_entropy` gives the printed value.
 
-    Accuracy (measured on a digits CNN, 256 samples, against dense
-    ``eigvalsh``; relative error of :math:`H_\\alpha`): with the paper's
-    l = 100, m = 15 (1500 products) errors at α = 0.5 reach 11-32% on
-    rank-deficient layer blocks (Gauss quadrature bias from the null space)
-    and 3-7% at α = 1.5-2 (probe variance from a few outliers); with
-    ``deflate=8``, l = 16, m = 30 (about 510 products) the layer blocks are at
-    1.3-3.6% (largest over 3 seeds) for α ∈ {0.5, 1, 1.5, 2}. The whole-model
-    block (28% of :math:`\\operatorname{Tr}|H|` on negative eigenvalues) keeps a
-    +6-7% bias at α = 0.5 even at m = 100 (``quadrature="radau"``: -3% at
-    m = 100), while α ≥ 1 is within 1.5%.
+    The two error sources of SLQ are the Gauss quadrature's bias from a
+    (near-)null space at α < 1 (``quadrature="radau"`` reduces it) and the probe
+    variance of a few outliers at α > 1 (``deflate`` removes it); measured
+    accuracies against dense ``eigvalsh`` are in ``benchmarks/README.md``.
 
     Args:
         model: Network in eval mode.
@@ -245,37 +165,56 @@ def renyi_sharpness(
         deflate_unconverged: ``"raise"`` (default: a block whose deflated pairs do not
             converge raises :class:`~renyilib.lanczos.DeflationError` naming the block and
             the residuals) or ``"fold"`` (the residuals are folded into ``stderr``).
-        method: ``"slq"``; ``"exact"`` (dense Hessian, ``eigvalsh``; small
-            blocks only); ``"auto"`` (exact when the block dimension is at most
+        spectrum: How the spectrum is obtained: ``"slq"``; ``"exact"`` (dense
+            Hessian, ``eigvalsh``; small blocks only); ``"auto"`` (exact when the
+            block dimension is at most
             ``exact_max_dim`` and the dense Hessian costs no more products than
             SLQ, i.e. ``n <= num_probes * lanczos_steps``; else SLQ). Exact
             values have ``stderr`` 0.
         progress: tqdm bar over blocks.
-        exact_max_dim: Largest block dimension ``method="auto"`` computes exactly
+        exact_max_dim: Largest block dimension ``spectrum="auto"`` computes exactly
             (a dense float64 ``n x n`` matrix: 128 MiB at 4096).
         probe_batch: Probes advanced together in SLQ (default: memory-based, see :func:`slq`).
         quadrature: ``"gauss"`` (Algorithm 1) or ``"radau"`` (node prescribed at 0;
             smaller bias for α < 1 on rank-deficient blocks, see :func:`slq`).
-        hessian_method: ``"auto"`` (default: the double-backward graph, switched to
-            linearized gradient maps for blocks that get 100 or more batched products),
-            ``"graph"``, ``"linearize"`` or ``"jvp"``; see :mod:`renyilib.hessian`.
+        backend: The Hessian-product backend of
+            :func:`~renyilib.hessian.hessian_operator` (``"auto"``, ``"graph"``,
+            ``"jvp"``; see :mod:`renyilib.hessian`).
         allow_train_mode: Passed to :func:`~renyilib.hessian.hessian_operator`.
         example_input: Optional input for forward-order layer blocks.
         return_quadratures: Also return ``dict[block, SpectralQuadrature]``
             (for densities; for ``exact`` blocks the eigenvalues are the
             quadrature's ``exact_nodes``).
+        method: Deprecated name of ``spectrum`` (``DeprecationWarning``).
+        hessian_method: Deprecated name of ``backend`` (``DeprecationWarning``).
 
     Returns:
         DataFrame with one row per (block, α) and the columns ``block``,
         ``alpha``, ``entropy`` (:math:`H_\\alpha`), ``sharpness``
         (:math:`-H_\\alpha`), ``stderr`` (jackknife over probes; 0 for exact),
         ``dim``, ``trace`` (:math:`\\operatorname{Tr} H`), ``trace_stderr``,
-        ``negative_mass``, ``method``, ``num_matvecs`` and ``seconds`` (per block).
+        ``negative_mass``, ``spectrum`` (``"slq"`` or ``"exact"``; also as the
+        column ``method``, kept for compatibility), ``num_matvecs`` and
+        ``seconds`` (per block).
     """
-    alpha_arr, _ = _check_alphas(alphas)
-    if method not in ("slq", "exact", "auto"):
-        raise ValueError(f"method must be 'slq', 'exact' or 'auto', got {method!r}")
-    _magnitude(negative)
+    if method is not None:
+        warnings.warn(
+            "renyi_sharpness(method=...) is deprecated; use spectrum=... ('slq', 'exact', 'auto')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        spectrum = method
+    if hessian_method is not None:
+        warnings.warn(
+            "renyi_sharpness(hessian_method=...) is deprecated; use backend=...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        backend = hessian_method
+    alpha_arr, _ = check_orders(alphas)
+    if spectrum not in ("slq", "exact", "auto"):
+        raise ValueError(f"spectrum must be 'slq', 'exact' or 'auto', got {spectrum!r}")
+    spectrum_magnitude(negative)
     if deflate_unconverged not in ("raise", "fold"):
         raise ValueError(
             f"deflate_unconverged must be 'raise' or 'fold', got {deflate_unconverged!r}"
@@ -297,11 +236,11 @@ def renyi_sharpness(
             batches,
             params,
             allow_train_mode=allow_train_mode,
-            method=hessian_method,
+            backend=backend,
         )
         n = op.shape[0]
-        use_exact = method == "exact" or (
-            method == "auto" and n <= min(exact_max_dim, num_probes * lanczos_steps)
+        use_exact = spectrum == "exact" or (
+            spectrum == "auto" and n <= min(exact_max_dim, num_probes * lanczos_steps)
         )
         if use_exact:
             q, _ = _exact_quadrature(op)
@@ -323,7 +262,7 @@ def renyi_sharpness(
             except DeflationError as err:
                 raise DeflationError(f"block {name!r}: {err}", err.residuals) from err
             used = "slq"
-        if q.trace(_magnitude(negative)).value > 0:
+        if q.trace(spectrum_magnitude(negative)).value > 0:
             ent = q.renyi_entropy(alpha_arr, negative=negative)
         else:  # e.g. a layer the loss does not use: the normalized spectrum is undefined
             warnings.warn(
@@ -349,6 +288,7 @@ def renyi_sharpness(
                     "trace": tr.value,
                     "trace_stderr": 0.0 if used == "exact" else tr.stderr,
                     "negative_mass": q.negative_mass,
+                    "spectrum": used,
                     "method": used,
                     "num_matvecs": op.num_matvecs,
                     "seconds": seconds,

@@ -59,7 +59,7 @@ KINDS = {
     "sam": lambda ps, m, rho, **kw: SAM(ps, torch.optim.SGD, rho=rho, model=m, **kw),
     "asam": lambda ps, m, rho, **kw: ASAM(ps, torch.optim.SGD, rho=rho, eta=0.01, model=m, **kw),
     "eigensam": lambda ps, m, rho, **kw: EigenSAM(
-        ps, torch.optim.SGD, rho=rho, alpha=0.2, freq=2, power_iters=2, model=m, **kw
+        ps, torch.optim.SGD, rho=rho, eigvec_weight=0.2, freq=2, power_iters=2, model=m, **kw
     ),
     "rsam": lambda ps, m, rho, **kw: RSAM(ps, torch.optim.SGD, rho=rho, alpha=1.2, model=m, **kw),
     "rsam_fixed": lambda ps, m, rho, **kw: RSAM(
@@ -241,7 +241,7 @@ def test_rsam_paper_radius_grows_as_gradient_shrinks():
 def test_eigensam_perturbation_closed_form():
     p = nn.Parameter(torch.zeros(3, dtype=DT))
     p.grad = torch.tensor([3.0, 4.0, 0.0], dtype=DT)
-    opt = EigenSAM([p], torch.optim.SGD, rho=0.1, alpha=0.2, lr=0.0)
+    opt = EigenSAM([p], torch.optim.SGD, rho=0.1, eigvec_weight=0.2, lr=0.0)
     v = torch.tensor([0.0, -0.6, 0.8], dtype=DT)  # g.v = -2.4 < 0
     opt._eigvec = [v.clone()]
     e = _eps(opt, p)
@@ -249,6 +249,27 @@ def test_eigensam_perturbation_closed_form():
     vperp = v - (ghat @ v) * ghat  # = v + 0.48 ghat
     d = ghat - 0.2 * vperp
     torch.testing.assert_close(e, 0.1 * d / d.norm(), rtol=RTOL, atol=0)
+
+
+def test_eigensam_alpha_is_a_deprecated_name_of_eigvec_weight():
+    p = nn.Parameter(torch.zeros(3, dtype=DT))
+    v = torch.tensor([0.0, -0.6, 0.8], dtype=DT)
+    eps = []
+    for kw in ({"eigvec_weight": 0.3}, {"alpha": 0.3}):
+        p.grad = torch.tensor([3.0, 4.0, 0.0], dtype=DT)
+        if "alpha" in kw:
+            with pytest.warns(DeprecationWarning, match="eigvec_weight"):
+                opt = EigenSAM([p], torch.optim.SGD, rho=0.1, lr=0.0, **kw)
+            with pytest.warns(DeprecationWarning, match="eigvec_weight"):
+                assert opt.alpha == 0.3
+        else:
+            opt = EigenSAM([p], torch.optim.SGD, rho=0.1, lr=0.0, **kw)
+        assert opt.eigvec_weight == 0.3
+        opt._eigvec = [v.clone()]
+        eps.append(_eps(opt, p))
+    torch.testing.assert_close(eps[0], eps[1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="eigvec_weight"):
+        EigenSAM([p], torch.optim.SGD, eigvec_weight=-0.1, lr=0.1)
 
 
 # -------------------------------------------- Eigen-SAM's eigenvector
@@ -537,7 +558,7 @@ def test_clear_errors():
         ("adam", torch.optim.Adam, {}),
         ("sam", SAM, {"rho": 0.05}),
         ("asam", ASAM, {"rho": 0.5, "eta": 0.01}),
-        ("Eigen-SAM", EigenSAM, {"rho": 0.05, "alpha": 0.2, "freq": 100}),
+        ("Eigen-SAM", EigenSAM, {"rho": 0.05, "eigvec_weight": 0.2, "freq": 100}),
         ("rsam", RSAM, {"rho": 0.65, "alpha": 1.2, "sgd_epochs": 5}),
     ],
 )

@@ -144,7 +144,13 @@ def test_renyi_sharpness_exact_matches_eigvalsh(cnn_setup):
     alphas = [0.5, 1.0, 2.0]
     with pytest.warns(RuntimeWarning, match="unused.weight"):
         df = renyi_sharpness(
-            model, CE, split_batches(x, y, 5), alphas, blocks="both", method="exact", progress=False
+            model,
+            CE,
+            split_batches(x, y, 5),
+            alphas,
+            blocks="both",
+            spectrum="exact",
+            progress=False,
         )
     blocks = layer_blocks(model)
     assert list(df.block.unique()) == list(blocks)
@@ -170,7 +176,7 @@ def test_renyi_sharpness_slq_close_to_exact_and_reproducible(cnn_setup):
     blocks = ["conv2.weight", "head.weight", "all"]
     alphas = [0.5, 1.0, 1.5, 2.0]
     exact = renyi_sharpness(
-        model, CE, (x, y), alphas, blocks=blocks, method="exact", progress=False
+        model, CE, (x, y), alphas, blocks=blocks, spectrum="exact", progress=False
     )
     df, quads = renyi_sharpness(
         model,
@@ -214,16 +220,30 @@ def test_renyi_sharpness_slq_close_to_exact_and_reproducible(cnn_setup):
         progress=False,
     )
     np.testing.assert_array_equal(again.entropy, df.entropy)
-    auto = renyi_sharpness(model, CE, (x, y), alphas, blocks="all", method="auto", progress=False)
-    assert (auto.method == "exact").all()
+    auto = renyi_sharpness(model, CE, (x, y), alphas, blocks="all", spectrum="auto", progress=False)
+    assert (auto.spectrum == "exact").all() and (auto.method == "exact").all()
+    # The old keyword names still work, with a DeprecationWarning.
+    with pytest.warns(DeprecationWarning, match="spectrum"):
+        old = renyi_sharpness(
+            model, CE, (x, y), alphas, blocks="all", method="auto", progress=False
+        )
+    with pytest.warns(DeprecationWarning, match="backend"):
+        old_b = renyi_sharpness(
+            model, CE, (x, y), alphas, blocks="all", spectrum="auto", hessian_method="jvp",
+            progress=False,
+        )  # fmt: skip
+    np.testing.assert_allclose(old.entropy, auto.entropy, rtol=0, atol=0)
+    np.testing.assert_allclose(old_b.entropy, auto.entropy, rtol=1e-9, atol=1e-12)
 
 
 def test_renyi_sharpness_errors(cnn_setup):
     model, x, y = cnn_setup
     with pytest.raises(KeyError, match="valid block names"):
         renyi_sharpness(model, CE, (x, y), blocks=["nope"], progress=False)
-    with pytest.raises(ValueError, match="method"):
-        renyi_sharpness(model, CE, (x, y), method="fast", progress=False)
+    with pytest.raises(ValueError, match="spectrum"):
+        renyi_sharpness(model, CE, (x, y), spectrum="fast", progress=False)
+    with pytest.raises(ValueError, match="backend"):
+        renyi_sharpness(model, CE, (x, y), backend="fast", progress=False)
     with pytest.raises(ValueError, match="alpha"):
         renyi_sharpness(model, CE, (x, y), alphas=[0.0], progress=False)
     with pytest.raises(ValueError, match="train mode"):
