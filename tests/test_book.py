@@ -26,6 +26,7 @@ import http.server
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,23 @@ def test_committed_chapters_ran_in_the_cpu_profile():
         if record is not None and record.get("profile") != "cpu":
             wrong.append(f"{name}: {record.get('profile')} (`make report NOTEBOOKS={name}`)")
     assert not wrong, "committed chapters must be the cpu profile's: " + ", ".join(wrong)
+
+
+def test_committed_chapters_are_light_and_their_images_fit_the_page():
+    """Images at most 1,600 px wide (2x the 750 px text column); a chapter under 3 MB."""
+    too_big = []
+    for path in sorted((BOOK / "generated").glob("*.ipynb")):
+        if path.stat().st_size > 3_000_000:
+            too_big.append(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB")
+        for cell in json.loads(path.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                png = out.get("data", {}).get("image/png")
+                if png:
+                    raw = base64.b64decode("".join(png) if isinstance(png, list) else png)
+                    width, height = struct.unpack(">II", raw[16:24])
+                    if width > 1600:
+                        too_big.append(f"{path.name}: a {width}x{height} px image")
+    assert not too_big, too_big
 
 
 def test_claims_table_renders_from_the_chapters():
