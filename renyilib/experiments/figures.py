@@ -22,6 +22,7 @@ __all__ = [
     "density_comparison",
     "entropy_against_alpha",
     "frontier_figure",
+    "gap_histograms",
     "invariance_figure",
     "perturbation_norms",
     "quadratic_figure",
@@ -33,6 +34,7 @@ __all__ = [
     "tau_heatmap",
     "training_curves",
     "tuning_figure",
+    "zoo_curves",
 ]
 
 
@@ -658,4 +660,60 @@ def spectrum_grid(panels: Sequence, sigma_frac: float = 0.01) -> plt.Figure:
         ax.tick_params(axis="x", labelrotation=30 if len(blocks) > 3 else 0)
         ax.set_xlabel("eigenvalue" if i == len(runs) - 1 else "")
         ax.set_ylabel(f"gap {p.gap:.3f}" if j == 0 else "")
+    return fig
+
+
+def zoo_curves(curves: pd.DataFrame, tasks: Sequence[str], converged_loss: float) -> plt.Figure:
+    """Train loss (log, with the convergence bound) and test loss per evaluated epoch, one line per run.
+
+    Rows: tasks; colour: optimizer.
+
+    Args:
+        curves: ``task, run, optimizer, epoch, train_loss, test_loss``
+            (:func:`renyilib.experiments.zoo.curves`).
+        tasks: Tasks, one row each.
+        converged_loss: The convergence criterion's train-loss bound (dashed).
+
+    Returns:
+        The figure.
+    """
+    _check_columns(
+        curves, ["task", "run", "optimizer", "epoch", "train_loss", "test_loss"], "curves"
+    )
+    fig, axes = subplots(len(tasks), 2, aspect=0.6)
+    for i, t in enumerate(tasks):
+        for (_, opt), c in curves[curves.task == t].groupby(["run", "optimizer"], sort=False):
+            c = c.sort_values("epoch")
+            axes[i, 0].plot(c["epoch"], c["train_loss"], color=color(opt), alpha=0.5, lw=0.8)
+            axes[i, 1].plot(c["epoch"], c["test_loss"], color=color(opt), alpha=0.5, lw=0.8)
+        axes[i, 0].axhline(converged_loss, color="k", ls="--", lw=0.8)
+        log_axis(axes[i, 0], "y")
+        axes[i, 0].set(title=f"{t}: train loss", xlabel="epoch")
+        axes[i, 1].set(title=f"{t}: test loss", xlabel="epoch")
+    handles = [plt.Line2D([], [], color=color(o), label=o) for o in pd.unique(curves["optimizer"])]
+    handles.append(plt.Line2D([], [], color="k", ls="--", lw=0.8, label="convergence bound"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+    return fig
+
+
+def gap_histograms(runs: pd.DataFrame, tasks: Sequence[str], bins: int = 15) -> plt.Figure:
+    """Histogram of the generalization gap per task, one colour per optimizer.
+
+    Args:
+        runs: ``task, optimizer, gap`` (the zoo table).
+        tasks: Tasks, one panel each.
+        bins: Bins over each task's gap range.
+
+    Returns:
+        The figure.
+    """
+    _check_columns(runs, ["task", "optimizer", "gap"], "runs")
+    fig, axes = subplots(1, len(tasks), aspect=0.65)
+    for ax, t in zip(axes[0], tasks):
+        r = runs[runs.task == t]
+        edges = np.linspace(r.gap.min(), r.gap.max(), bins + 1) if len(r) > 1 else 5
+        for opt in pd.unique(r.optimizer):
+            ax.hist(r[r.optimizer == opt].gap, bins=edges, color=color(opt), alpha=0.6, label=opt)
+        ax.set(title=t, xlabel="gap (test loss − train loss)", ylabel="runs")
+    axes[0, 0].legend()
     return fig

@@ -223,3 +223,26 @@ def test_spectrum_grid_rows_models_columns_blocks():
     assert fig.axes[3].get_ylabel() == "gap 0.200"
     with pytest.raises(ValueError, match="panels"):
         spectrum_grid([])
+
+
+def test_zoo_figures():
+    from renyilib.experiments.figures import gap_histograms, zoo_curves
+    from renyilib.plots import color
+
+    curves = pd.DataFrame(
+        {
+            "task": "t",
+            "run": ["r1", "r1", "r2", "r2"],
+            "optimizer": ["sgd", "sgd", "adam", "adam"],
+            "epoch": [1, 2, 1, 2],
+            "train_loss": [1.0, 0.1, 2.0, 0.5],
+            "test_loss": [1.1, 0.9, 2.1, 1.0],
+        }
+    )
+    fig = zoo_curves(curves, ["t"], 0.05)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and len(ax.lines) == 3  # two runs and the bound
+    assert matplotlib.colors.to_hex(ax.lines[1].get_color()) == color("adam").lower()
+    runs = pd.DataFrame({"task": "t", "optimizer": ["sgd", "adam", "sgd"], "gap": [0.1, 0.2, 0.3]})
+    fig = gap_histograms(runs, ["t"])
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 3
