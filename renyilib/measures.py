@@ -769,7 +769,8 @@ def compute_measures(
 
     Returns:
         Dict ``{name: value}`` of the headline numbers (``trace``, ``lambda_max``,
-        ``fisher_rao``, ``pacbayes_flat``, ``pacbayes_orig``, ``pacbayes_sigma``,
+        ``fisher_rao``, ``pacbayes_flat``, ``pacbayes_orig``, ``pacbayes_sigma``
+        (NaN unless the σ' search converged), ``pacbayes_converged``,
         ``param_norm``, ``sam``, ``asam``), plus ``details`` (each measure's full
         dict with its settings) and ``seconds`` per measure.
     """
@@ -798,6 +799,7 @@ def compute_measures(
             out["pacbayes_flat"] = r["pacbayes_flat"]
             out["pacbayes_orig"] = r["pacbayes_orig"]
             out["pacbayes_sigma"] = r["sigma"]
+            out["pacbayes_converged"] = r["converged"]
         elif name == "param_norm":
             r = param_norm(model, **kw)
             out["param_norm"] = r["param_norm"]
