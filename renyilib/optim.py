@@ -29,7 +29,7 @@ They differ only in :math:`\epsilon`:
   surrogate of Rényi sharpness (Eqs. 9-10) is penalized on both sides of
   :math:`\alpha = 1`. For :math:`\alpha > 1` this is an ascent step along
   :math:`g` as in SAM; Algorithm 2 prints :math:`\epsilon` without the leading
-  minus, Eqs. 11-12 fix the sign used here (``../shared/papers/README.md``).
+  minus; Eqs. 11-12 and the stated regularizer fix the sign used here.
   :math:`\alpha = 1` is refused (``ValueError``): there
   :math:`\sum_j g_j^2/(\sum_j g_j^2) = 1` is constant, so the regularizer is void and
   :math:`\mathrm{sign}(1-\alpha) = 0` would silently leave the base optimizer. The size of this :math:`\epsilon` is

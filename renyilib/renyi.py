@@ -140,8 +140,8 @@ def renyi_sharpness(
     (Algorithm 1, ``num_probes`` = l = 100 and ``lanczos_steps`` = m = 15 as in
     Appendix G.4) gives a :class:`~renyilib.lanczos.SpectralQuadrature` that
     serves every α. Unlike the printed Algorithm 1, traces carry the factor
-    :math:`n/l` so that the value is the entropy itself (see
-    ``papers/README.md``); ``normalization="paper"`` of
+    :math:`n/l` so that the value is the entropy itself (the printed value is
+    the entropy plus :math:`\\log(l/n)`); ``normalization="paper"`` of
     :meth:`SpectralQuadrature.renyi_entropy` gives the printed value.
 
     The two error sources of SLQ are the Gauss quadrature's bias from a
