@@ -98,6 +98,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -1051,7 +1052,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     cfg.pop("long", None)
     out = Path(args.out)
     tag = args.tag or ("long" if args.long else args.profile)
-    command = "python -m renyilib.experiments.wen_li_ma " + " ".join(argv or [])
+    command = "python -m renyilib.experiments.wen_li_ma " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.what in ("constructions", "all"):
         c = cfg["constructions"]
         table, spectra = construction_study(c["d"], c["n"], c["n_test"], c["seed"])
