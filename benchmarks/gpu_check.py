@@ -33,17 +33,19 @@ for checks, the tolerance and whether it passed):
     order and "all"): one plain gradient of the mean loss, the operator's
     set-up (one double-backward graph per batch) and one ``op @ v``, best of
     ``--repeats``, with the peak device memory of the block.
-``batching``
-    ``op @ V`` with ``batched=True`` (vmapped double backward) for
-    k = 1, 2, 4, …, 32 columns on the stem convolution, a middle convolution
-    and "all": time per column against one single product (a device out of
-    memory is recorded and ends that block's sweep).
 ``profile``
     ``renyi_sharpness(blocks="both")`` on the same ResNet-18 and data with
     ``--profile-probes`` × ``--profile-steps`` (default 2 × 5): its time
     against the sum of its products' times from ``resnet``, and the cost of
     the paper's setting (100 probes × 15 steps per block, 22 blocks, 2,000
-    images) extrapolated from the measured per-product times.
+    images) extrapolated from the measured per-product times (linear in the
+    number of images), alone and times that measured overhead.
+``batching``
+    ``op @ V`` with ``batched=True`` (vmapped double backward) for
+    k = 1, 2, 4, …, 32 columns on the stem convolution, a middle convolution
+    and "all": time per column against one single product (a device out of
+    memory is recorded and ends that block's sweep). Runs last, best of
+    ``--batch-repeats`` (default 1).
 
 ``gpu_check.meta.json`` records the device, torch / CUDA / cuDNN versions,
 TF32 flags, arguments, elapsed time per section, the failed checks and the
@@ -52,7 +54,9 @@ failed or the accuracy section did not run, 2 for a missing CUDA device.
 
 The script stays inside ``--budget-s`` seconds (default 420): a section that
 would start after the budget is spent is skipped and listed in the meta
-file. ``--quick`` shrinks everything (ResNet width 1/16, 16 inputs, 1
+file, the per-block loops stop and the profile is left out when it would
+not end in time (rows ``stopped_by_budget``). A section that raises is
+recorded as a failure and the others still run. ``--quick`` shrinks everything (ResNet width 1/16, 16 inputs, 1
 repeat) so that it runs on a CPU in seconds.
 
 renyilib is imported without its package ``__init__`` (which loads the
@@ -432,7 +436,17 @@ def gradient_fn(model: nn.Module, loss_fn, batches, names: list[str]) -> Callabl
     return grad
 
 
-def run_resnet(core, device, rec, model, batches, blocks, repeats) -> dict[str, dict[str, float]]:
+def over(deadline: float, rec: Recorder, section: str, **kw: Any) -> bool:
+    """Whether the time budget is spent (``time.perf_counter() > deadline``); records where it stopped."""
+    if time.perf_counter() <= deadline:
+        return False
+    rec.add(section, "stopped_by_budget", float("nan"), "", **kw)
+    return True
+
+
+def run_resnet(
+    core, device, rec, model, batches, blocks, repeats, deadline=math.inf
+) -> dict[str, dict[str, float]]:
     """Per block: gradient, operator set-up and one product (best of ``repeats``), peak memory."""
     hessian = core["hessian"]
     loss_fn = nn.CrossEntropyLoss()
@@ -440,6 +454,8 @@ def run_resnet(core, device, rec, model, batches, blocks, repeats) -> dict[str, 
     gen = torch.Generator().manual_seed(2)
     for b, names in blocks.items():
         kw = {"block": b, "device": str(device), "dtype": "float32"}
+        if over(deadline, rec, "resnet", **kw):
+            break
         try:
             reset_peak(device)
             t_grad = best_time(gradient_fn(model, loss_fn, batches, names), device, repeats)
@@ -465,7 +481,9 @@ def run_resnet(core, device, rec, model, batches, blocks, repeats) -> dict[str, 
     return times
 
 
-def run_batching(core, device, rec, model, batches, blocks, repeats, kmax: int) -> None:
+def run_batching(
+    core, device, rec, model, batches, blocks, repeats, kmax: int, deadline=math.inf
+) -> None:
     """``op @ V`` vmapped over k columns (``batched=True``): time per column vs one product."""
     hessian = core["hessian"]
     loss_fn = nn.CrossEntropyLoss()
@@ -481,6 +499,8 @@ def run_batching(core, device, rec, model, batches, blocks, repeats, kmax: int) 
         single = None
         k = 1
         while k <= kmax:
+            if over(deadline, rec, "batching", k=k, **kw):
+                break
             try:
                 reset_peak(device)
                 V = torch.randn(n, k, generator=gen).to(device)
@@ -498,9 +518,19 @@ def run_batching(core, device, rec, model, batches, blocks, repeats, kmax: int) 
         del op
 
 
-def run_profile(core, device, rec, model, batches, blocks, times, probes, steps) -> dict[str, Any]:
-    """``renyi_sharpness(blocks="both")`` with a small budget; extrapolation to the paper's setting."""
+def run_profile(
+    core, device, rec, model, batches, blocks, times, probes, steps, deadline=math.inf
+) -> dict[str, Any]:
+    """``renyi_sharpness(blocks="both")`` with a small budget; extrapolation to the paper's setting.
+
+    Skipped (recorded) when its products alone would not end before ``deadline``.
+    """
     renyi = core["renyi"]
+    kw = {"device": str(device), "dtype": "float32"}
+    expected = sum(t["setup"] + probes * steps * t["hvp"] for t in times.values())
+    if len(times) < len(blocks) or time.perf_counter() + expected > deadline:
+        rec.add("profile", "stopped_by_budget", expected, "s", note="expected products", **kw)
+        return {}
     reset_peak(device)
     t0 = time.perf_counter()
     df = renyi.renyi_sharpness(
@@ -522,32 +552,42 @@ def run_profile(core, device, rec, model, batches, blocks, times, probes, steps)
         for b in per_block.index
         if b in times
     )
-    kw = {"device": str(device), "dtype": "float32"}
-    rec.add("profile", "profile_s", seconds, "s", note=f"l={probes} m={steps}, 22 blocks", **kw)
+    note = f"l={probes} m={steps}, {len(per_block)} blocks"
+    rec.add("profile", "profile_s", seconds, "s", note=note, **kw)
     rec.add("profile", "products_s", predicted, "s", note="Σ (set-up + products × hvp)", **kw)
     rec.add("profile", "profile_vs_products", seconds / predicted, "ratio", **kw)
     rec.add("profile", "peak_memory", peak_mb(device), "MiB", **kw)
-    n_img = sum(len(yb) for _, yb in batches)
-    scale = PAPER["images"] / n_img
-    products = PAPER["num_probes"] * PAPER["lanczos_steps"]
-    paper_s = sum(scale * (t["setup"] + products * t["hvp"]) for t in times.values())
-    overhead = seconds / predicted
-    rec.add(
-        "profile",
-        "paper_setting_hours",
-        paper_s / 3600,
-        "h",
-        note=f"{products} products × {len(times)} blocks, {PAPER['images']} images, "
-        f"measured per-product times (× {scale:g} for the images)",
-        **kw,
-    )
     return {
         "profile_s": seconds,
         "products_s": predicted,
-        "profile_vs_products": overhead,
-        "paper_setting_hours": paper_s / 3600,
-        "paper_setting_hours_with_overhead": paper_s * overhead / 3600,
-        "images_measured": n_img,
+        "profile_vs_products": seconds / predicted,
+    }
+
+
+def paper_cost(rec: Recorder, device, times, images: int, overhead: float | None) -> dict[str, Any]:
+    """Hours of the paper's setting from the measured per-block times, linear in the images.
+
+    Σ_blocks (set-up + 100 · 15 products) × 2,000 / ``images``; times ``overhead``
+    (the profile's time over its products' time) when the profile ran.
+    """
+    scale = PAPER["images"] / images
+    products = PAPER["num_probes"] * PAPER["lanczos_steps"]
+    hours = sum(scale * (t["setup"] + products * t["hvp"]) for t in times.values()) / 3600
+    rec.add(
+        "profile",
+        "paper_setting_hours",
+        hours,
+        "h",
+        device=str(device),
+        dtype="float32",
+        note=f"{products} products × {len(times)} blocks, {PAPER['images']} images, "
+        f"measured per-product times (× {scale:g} for the images)",
+    )
+    return {
+        "paper_setting_hours": hours,
+        "paper_setting_hours_with_overhead": None if overhead is None else hours * overhead,
+        "blocks_measured": len(times),
+        "images_measured": images,
         "image_scale": scale,
     }
 
@@ -592,6 +632,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=None, help="inputs per batch (default 250)")
     p.add_argument("--repeats", type=int, default=None, help="timing repeats (default 3)")
     p.add_argument("--kmax", type=int, default=None, help="largest probe batch (default 32)")
+    p.add_argument("--batch-repeats", type=int, default=1, help="timing repeats of the batching")
     p.add_argument("--profile-probes", type=int, default=2)
     p.add_argument("--profile-steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -611,7 +652,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             min(args.profile_probes, 2),
             min(args.profile_steps, 2),
         )
-    for name in ("images", "batch", "repeats", "kmax", "profile_probes", "profile_steps"):
+    names = (
+        "images",
+        "batch",
+        "repeats",
+        "batch_repeats",
+        "kmax",
+        "profile_probes",
+        "profile_steps",
+    )
+    for name in names:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.width > 0:
@@ -644,14 +694,22 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     extrapolation: dict[str, Any] = {}
 
+    deadline = start + args.budget_s
+
     def section(name: str, fn: Callable[[], Any]) -> Any:
-        if time.perf_counter() - start > args.budget_s:
+        if time.perf_counter() > deadline:
             skipped.append(name)
             print(f"[{name}] skipped: the budget of {args.budget_s:.0f} s is spent", flush=True)
             return None
         t0 = time.perf_counter()
         print(f"[{name}] ...", flush=True)
-        result = fn()
+        try:
+            result = fn()
+        except Exception as err:  # recorded; the other sections still run and the files are written
+            rec.failures.append(f"{name}: {type(err).__name__}: {err}")
+            rec.add(name, "error", float("nan"), "", note=f"{type(err).__name__}: {err}"[:500])
+            print(f"[{name}] FAILED: {type(err).__name__}: {err}", flush=True)
+            result = None
         elapsed[name] = time.perf_counter() - t0
         print(f"[{name}] {elapsed[name]:.1f} s", flush=True)
         return result
@@ -665,16 +723,11 @@ def main(argv: list[str] | None = None) -> int:
         model, batches, blocks = setup
         n_params = sum(p.numel() for p in model.parameters())
         times = section(
-            "resnet", lambda: run_resnet(core, device, rec, model, batches, blocks, args.repeats)
-        )
-        section(
-            "batching",
-            lambda: run_batching(
-                core, device, rec, model, batches, blocks, args.repeats, args.kmax
-            ),
+            "resnet",
+            lambda: run_resnet(core, device, rec, model, batches, blocks, args.repeats, deadline),
         )
         if times:
-            extrapolation = (
+            prof = (
                 section(
                     "profile",
                     lambda: run_profile(
@@ -687,10 +740,22 @@ def main(argv: list[str] | None = None) -> int:
                         times,
                         args.profile_probes,
                         args.profile_steps,
+                        deadline,
                     ),
                 )
                 or {}
             )
+            images = sum(len(yb) for _, yb in batches)
+            extrapolation = {
+                **prof,
+                **paper_cost(rec, device, times, images, prof.get("profile_vs_products")),
+            }
+        section(
+            "batching",
+            lambda: run_batching(
+                core, device, rec, model, batches, blocks, args.batch_repeats, args.kmax, deadline
+            ),
+        )
     else:
         n_params, blocks = None, {}
     total = time.perf_counter() - start
@@ -734,9 +799,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"paper's setting ({PAPER['num_probes']} probes × {PAPER['lanczos_steps']} steps × "
             f"{len(blocks)} blocks, {PAPER['images']} images) on {device}: "
-            f"{extrapolation['paper_setting_hours']:.2f} h from the products alone, "
-            f"{extrapolation['paper_setting_hours_with_overhead']:.2f} h with the measured "
-            "profile overhead"
+            f"{extrapolation['paper_setting_hours']:.2f} h from the products alone"
+            + (
+                f", {extrapolation['paper_setting_hours_with_overhead']:.2f} h with the measured "
+                "profile overhead"
+                if extrapolation["paper_setting_hours_with_overhead"] is not None
+                else ""
+            )
         )
     print(f"results: {out / 'gpu_check.csv'}, {out / 'gpu_check.meta.json'}")
     return 0 if meta["passed"] else 1
