@@ -150,7 +150,7 @@ def set_style() -> None:
             "axes.spines.top": False,
             "axes.spines.right": False,
             "axes.grid": False,
-            "axes.prop_cycle": plt.cycler(color=list(_OKABE_ITO)),
+            "axes.prop_cycle": plt.cycler(color=list(_OKABE_ITO[:-1])),  # black is for references
             "axes.formatter.useoffset": False,
             "axes.formatter.limits": (-4, 5),
             "lines.linewidth": 1.2,

@@ -19,6 +19,7 @@ from renyilib.plots import FIGURE_WIDTH, color, heatmap, log_axis, subplots
 __all__ = [
     "appendix_f_figure",
     "bounds_figure",
+    "curves_and_gaps",
     "density_comparison",
     "entropy_against_alpha",
     "frontier_figure",
@@ -31,6 +32,7 @@ __all__ = [
     "spectrum_grid",
     "sweep_figure",
     "tau_against_alpha",
+    "tau_bars",
     "tau_heatmap",
     "training_curves",
     "tuning_figure",
@@ -49,6 +51,8 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], arg: str) -> None:
 def tau_against_alpha(sweep: pd.DataFrame, order: Sequence[str]) -> plt.Figure:
     """Kendall τ with the gap against the Rényi order α, one line per block ("all" in black).
 
+    Layers are coloured by depth (viridis, input to output).
+
     The band 0.9 < α < 1.2 that App. G.4 excludes from the choice of α is shaded.
 
     Args:
@@ -64,9 +68,15 @@ def tau_against_alpha(sweep: pd.DataFrame, order: Sequence[str]) -> plt.Figure:
     _check_columns(sweep, ["block", "alpha", "tau"], "sweep")
     fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH, 2.8))
     ax = axes[0, 0]
+    layers = [b for b in order if b != "all"]
+    depth = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(layers), 1)))
     for b in order:
         s = sweep[sweep["block"] == b]
-        kw = {"color": "black", "lw": 1.6} if b == "all" else {"lw": 1.0}
+        kw = (
+            {"color": "black", "lw": 1.6}
+            if b == "all"
+            else {"color": depth[layers.index(b)], "lw": 1.0}
+        )
         ax.plot(s["alpha"], s["tau"], marker=".", label=b, **kw)
     ax.axvspan(0.9, 1.2, color="0.9", label="excluded (G.4)")
     ax.axhline(0, color="0.5", lw=0.5)
@@ -716,4 +726,71 @@ def gap_histograms(runs: pd.DataFrame, tasks: Sequence[str], bins: int = 15) -> 
             ax.hist(r[r.optimizer == opt].gap, bins=edges, color=color(opt), alpha=0.6, label=opt)
         ax.set(title=t, xlabel="gap (test loss − train loss)", ylabel="runs")
     axes[0, 0].legend()
+    return fig
+
+
+def tau_bars(bars: pd.Series, tau_sd: float | None = None) -> plt.Figure:
+    """Horizontal bars of Kendall τ with the gap: Rényi summaries (the Rényi colour) and baselines.
+
+    Args:
+        bars: Label → τ (labels starting with "Rényi" get the Rényi colour;
+            a NaN bar is drawn at 0 and marked "n/a").
+        tau_sd: τ's standard deviation under no association (a grey band of ±1 sd).
+
+    Returns:
+        The figure.
+
+    Raises:
+        TypeError: ``bars`` is not a Series.
+    """
+    if not isinstance(bars, pd.Series):
+        raise TypeError(f"bars must be a pandas Series, got {type(bars).__name__}")
+    fig, axes = subplots(1, 1, figsize=(FIGURE_WIDTH * 0.8, 0.28 * len(bars) + 1.0))
+    ax = axes[0, 0]
+    y = np.arange(len(bars))[::-1]
+    colours = [color("renyi") if k.startswith("Rényi") else "#999999" for k in bars.index]
+    ax.barh(y, bars.fillna(0).to_numpy(), color=colours)
+    for yy, v in zip(y, bars.to_numpy()):
+        if not np.isfinite(v):
+            ax.text(0, yy, " n/a", va="center", fontsize=7)
+    if tau_sd is not None and np.isfinite(tau_sd):
+        ax.axvspan(-tau_sd, tau_sd, color="0.9", zorder=0, label="±1 sd of τ, no association")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    ax.axvline(0, color="0.4", lw=0.6)
+    ax.set_yticks(y, bars.index)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Kendall τ with the gap")
+    return fig
+
+
+def curves_and_gaps(curves: pd.DataFrame, runs: pd.DataFrame, converged_loss: float) -> plt.Figure:
+    """One zoo's train loss (log, with the convergence bound), test loss and gap histogram.
+
+    Args:
+        curves: ``run, optimizer, epoch, train_loss, test_loss``.
+        runs: ``optimizer, gap`` per run.
+        converged_loss: The convergence criterion's train-loss bound.
+
+    Returns:
+        The figure (three panels, colour: optimizer).
+    """
+    _check_columns(curves, ["run", "optimizer", "epoch", "train_loss", "test_loss"], "curves")
+    _check_columns(runs, ["optimizer", "gap"], "runs")
+    fig, axes = subplots(1, 3, aspect=0.8)
+    a, b, c = axes[0]
+    for (_, opt), g in curves.groupby(["run", "optimizer"], sort=False):
+        g = g.sort_values("epoch")
+        a.plot(g["epoch"], g["train_loss"], color=color(opt), alpha=0.6, lw=0.8)
+        b.plot(g["epoch"], g["test_loss"], color=color(opt), alpha=0.6, lw=0.8)
+    a.axhline(converged_loss, color="k", ls="--", lw=0.8, label="convergence bound")
+    log_axis(a, "y")
+    a.set(title="(a) train loss", xlabel="epoch")
+    b.set(title="(b) test loss", xlabel="epoch")
+    edges = np.linspace(runs["gap"].min(), runs["gap"].max(), 12) if len(runs) > 1 else 5
+    for opt in pd.unique(runs["optimizer"]):
+        b.plot([], [], color=color(opt), label=opt)
+        c.hist(runs.loc[runs["optimizer"] == opt, "gap"], bins=edges, color=color(opt), alpha=0.6)
+    c.set(title="(c) generalization gap", xlabel="test loss − train loss", ylabel="runs")
+    a.legend()
+    b.legend()
     return fig

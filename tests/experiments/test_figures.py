@@ -246,3 +246,30 @@ def test_zoo_figures():
     runs = pd.DataFrame({"task": "t", "optimizer": ["sgd", "adam", "sgd"], "gap": [0.1, 0.2, 0.3]})
     fig = gap_histograms(runs, ["t"])
     assert sum(p.get_height() for p in fig.axes[0].patches) == 3
+
+
+def test_tau_bars_and_curves_and_gaps():
+    from renyilib.experiments.figures import curves_and_gaps, tau_bars
+    from renyilib.plots import color
+
+    bars = pd.Series({"Rényi all layers (best α)": 0.4, "trace": -0.2, "SAM sharpness": np.nan})
+    fig = tau_bars(bars, tau_sd=0.1)
+    patches = fig.axes[0].patches
+    assert [p.get_width() for p in patches[:3]] == pytest.approx([0.4, -0.2, 0.0])
+    assert matplotlib.colors.to_hex(patches[0].get_facecolor()) == color("renyi").lower()
+    assert any(t.get_text() == " n/a" for t in fig.axes[0].texts)
+    with pytest.raises(TypeError, match="bars"):
+        tau_bars([0.1])
+    curves = pd.DataFrame(
+        {
+            "run": ["a", "a"],
+            "optimizer": "sgd",
+            "epoch": [1, 2],
+            "train_loss": [1.0, 0.01],
+            "test_loss": [1.2, 0.9],
+        }
+    )
+    runs = pd.DataFrame({"optimizer": ["sgd", "adam"], "gap": [0.5, 0.8]})
+    fig = curves_and_gaps(curves, runs, 0.05)
+    assert len(fig.axes) == 3 and fig.axes[0].get_yscale() == "log"
+    assert sum(p.get_height() for p in fig.axes[2].patches) == 2
