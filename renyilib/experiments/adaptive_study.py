@@ -483,6 +483,9 @@ def _deviation_values(
         "moving_centre": {"lr_steps": True, "moving_centre": True},
         "published": _PUBLISHED[task],
     }
+    keep = s.get("deviation_variants")
+    if keep is not None:
+        variants = {k: v for k, v in variants.items() if k in keep}
     out = {}
     for name, flags in variants.items():
         vals = published_pga(
@@ -756,3 +759,255 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+# --------------------------------------------------------------------------- analysis (the chapter)
+
+_BASELINES = (
+    "trace",
+    "lambda_max",
+    "fisher_rao",
+    "pacbayes_flat",
+    "pacbayes_orig",
+    "param_norm",
+    "sam",
+    "asam",
+)
+
+
+def measure_columns(table: pd.DataFrame) -> list[str]:
+    """The measure columns of a zoo table, in display order (adaptive family, Rényi, baselines)."""
+    cols = [c for c in ("adaptive", "nonadaptive", "average") if c in table]
+    cols += sorted(
+        (c for c in table if c.startswith("adaptive_rho=")), key=lambda c: float(c.split("=")[1])
+    )
+    cols += [c for c in table if c.startswith("renyi:")]
+    cols += [c for c in _BASELINES if c in table]
+    return cols
+
+
+def load_tables(results: str | Path) -> dict[str, pd.DataFrame]:
+    """The exported ``<task>.csv`` tables under ``results`` (tasks without a table are left out)."""
+    out = {}
+    for task in TASKS:
+        p = Path(results) / f"{task}.csv"
+        if p.is_file():
+            out[task] = pd.read_csv(p)
+    return out
+
+
+def synthetic_tables(
+    out: str | Path, size: int = 4, *, measure_overrides: dict[str, Any] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Train and measure tiny synthetic zoos of every task (both zoos; seconds), for smoke runs."""
+    tables = {}
+    over = {
+        "restarts": 3,
+        "sweep_restarts": 2,
+        "batch_size": 16,
+        "num_probes": 2,
+        "lanczos_steps": 4,
+        "renyi_samples": 16,
+        "alphas": [0.5, 1.0, 2.0],
+    }
+    over.update(measure_overrides or {})
+    for task in TASKS:
+        s = default_measure_settings(task, **over)
+        s["rho_sweep"] = [2 * TASKS[task]["rho"]]
+        s["baseline_settings"] = {
+            **s["baseline_settings"],
+            "pacbayes": {"mc_samples": 2, "search_depth": 4},
+            "sam": {"rho": 0.05, "m": 16, "steps": 2, "num_batches": 2},
+            "asam": {"rho": 0.5, "m": 16, "steps": 2, "num_batches": 2},
+            "lambda_max": {"max_steps": 5, "tol": 1e-2},
+        }
+        for zoo in ("seed", "hparam"):
+            cfgs = zoo_configs(task, zoo, size, synthetic=True, max_epochs=2, min_epochs=1)
+            run_and_measure(cfgs, out, s, progress=False)
+        tables[task] = zoo_table(out, task, s)
+    return tables
+
+
+def headline(tables: dict[str, pd.DataFrame], measure: str = "adaptive") -> pd.DataFrame:
+    """τ (and p) of ``measure`` against test loss per task and zoo, beside the replication's τ."""
+    rows = []
+    for task, t in tables.items():
+        for zoo, g in t.groupby("zoo"):
+            k = kendall_tau(g[measure].to_numpy(float), g["test_loss"].to_numpy(float))
+            rows.append(
+                {
+                    "task": task,
+                    "zoo": zoo,
+                    "tau": k.tau,
+                    "pvalue": k.pvalue,
+                    "n": k.n,
+                    "replication_tau": REPLICATION_TAU[task],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def all_measures(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """τ and p of every measure against test loss and against the gap, per task and zoo."""
+    rows = []
+    for task, t in tables.items():
+        for zoo, g in t.groupby("zoo"):
+            c = correlations(g, measure_columns(g))
+            c.insert(0, "zoo", zoo)
+            c.insert(0, "task", task)
+            rows.append(c)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def rho_sweep(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """τ(adaptive sharpness at ρ, test loss) over the ρ sweep (the headline ρ included)."""
+    rows = []
+    for task, t in tables.items():
+        rho0 = TASKS[task]["rho"]
+        cols = {rho0: "adaptive"} | {
+            float(c.split("=")[1]): c for c in t if c.startswith("adaptive_rho=")
+        }
+        for zoo, g in t.groupby("zoo"):
+            for rho, c in sorted(cols.items()):
+                k = kendall_tau(g[c].to_numpy(float), g["test_loss"].to_numpy(float))
+                rows.append(
+                    {
+                        "task": task,
+                        "zoo": zoo,
+                        "rho": rho,
+                        "rho_over_paper": rho / rho0,
+                        "tau": k.tau,
+                        "pvalue": k.pvalue,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def deviations(tables: dict[str, pd.DataFrame], zoo: str = "seed") -> pd.DataFrame:
+    """:func:`deviation_table` for every task (on its ``zoo``)."""
+    parts = [
+        deviation_table(t[t["zoo"] == zoo], task)
+        for task, t in tables.items()
+        if (t["zoo"] == zoo).any()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def renyi_long(tables: dict[str, pd.DataFrame], target: str = "test_loss") -> pd.DataFrame:
+    """Long table (task, zoo, run, block, alpha, sharpness, target) of the Rényi columns."""
+    rows = []
+    for task, t in tables.items():
+        for c in (c for c in t if c.startswith("renyi:")):
+            _, block, alpha = c.split(":")
+            part = t[["zoo", "run", c, target]].rename(columns={c: "sharpness"})
+            part = part.assign(task=task, block=block, alpha=float(alpha))
+            rows.append(part)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def renyi_heldout(
+    tables: dict[str, pd.DataFrame], target: str = "test_loss", n_splits: int = 200, seed: int = 0
+) -> pd.DataFrame:
+    """Rényi sharpness with a held-out α: α chosen on a random half of a zoo, τ on the other half.
+
+    Uses :func:`renyilib.statistics.split_selection` (criterion ``"abs"``: the α
+    with the largest |τ| on the selection half, its signed τ reported on the
+    held-out half), per task, zoo and block. Returns the median held-out τ,
+    its 10–90% range over splits and the most often chosen α.
+    """
+    from renyilib.statistics import split_selection
+
+    long = renyi_long(tables, target)
+    if long.empty:
+        return pd.DataFrame()
+    long = long.rename(columns={target: "target"})
+    # split_selection splits the runs of each "task" group: one group per task and zoo
+    long["task"] = long["task"] + "/" + long["zoo"]
+    sel = split_selection(
+        long,
+        n_splits=n_splits,
+        seed=seed,
+        value="sharpness",
+        target="target",
+        by=("task", "block"),
+        run="run",
+        restrict=False,
+        criterion="abs",
+    )
+    sel = sel.rename(columns={"task": "task_zoo"})
+    g = sel.groupby(["task_zoo", "block"])
+    out = pd.DataFrame(
+        {
+            "tau_heldout_median": g["tau_heldout"].median(),
+            "tau_heldout_q10": g["tau_heldout"].quantile(0.1),
+            "tau_heldout_q90": g["tau_heldout"].quantile(0.9),
+            "alpha_mode": g["alpha"].agg(lambda a: a.mode().iloc[0]),
+        }
+    ).reset_index()
+    out[["task", "zoo"]] = out["task_zoo"].str.split("/", expand=True)
+    return out.drop(columns="task_zoo")[
+        [
+            "task",
+            "zoo",
+            "block",
+            "alpha_mode",
+            "tau_heldout_median",
+            "tau_heldout_q10",
+            "tau_heldout_q90",
+        ]
+    ]
+
+
+def zoo_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per task and zoo: models, epochs, test loss / accuracy ranges, the training CPU time."""
+    rows = []
+    for task, t in tables.items():
+        for zoo, g in t.groupby("zoo"):
+            row = {
+                "task": task,
+                "zoo": zoo,
+                "models": len(g),
+                "epochs_mean": g["epochs"].mean(),
+                "epochs_max": int(g["epochs"].max()),
+                "train_loss_mean": g["train_loss"].mean(),
+                "test_loss_min": g["test_loss"].min(),
+                "test_loss_max": g["test_loss"].max(),
+                "train_seconds_mean": g["seconds"].mean(),
+            }
+            if "test_acc" in g:
+                row["test_acc_min"] = g["test_acc"].min()
+                row["test_acc_max"] = g["test_acc"].max()
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_verdict(head: pd.DataFrame, heldout: pd.DataFrame, allm: pd.DataFrame) -> str:
+    """Per task and zoo: adaptive sharpness's τ, the best held-out Rényi block and the best baseline.
+
+    "Best" is the largest |τ| against test loss; the sentence says whether
+    Rényi sharpness with a held-out α beats adaptive sharpness in |τ|.
+    """
+    lines = []
+    base = allm[(allm["target"] == "test_loss") & allm["measure"].isin(_BASELINES)]
+    for row in head.itertuples():
+        h = (
+            heldout[(heldout["task"] == row.task) & (heldout["zoo"] == row.zoo)]
+            if len(heldout)
+            else heldout
+        )
+        b = base[(base["task"] == row.task) & (base["zoo"] == row.zoo)].dropna(subset=["tau"])
+        text = f"{row.task} ({row.zoo} zoo, {row.n} models): adaptive sharpness τ = {row.tau:+.3f} (p = {row.pvalue:.2g})"
+        if len(h):
+            best = h.loc[h["tau_heldout_median"].abs().idxmax()]
+            better = abs(best["tau_heldout_median"]) > abs(row.tau)
+            text += (
+                f"; best Rényi block {best['block']} with held-out α: median τ = {best['tau_heldout_median']:+.3f} "
+                f"({'larger' if better else 'not larger'} in |τ|)"
+            )
+        if len(b):
+            bb = b.loc[b["tau"].abs().idxmax()]
+            text += (
+                f"; best baseline {bb['measure']}: τ = {bb['tau']:+.3f} (p = {bb['pvalue']:.2g})"
+            )
+        lines.append(text + ".")
+    return "\n".join(lines)
