@@ -23,7 +23,12 @@ architecture of issue 18.6) and ``resnet`` (the CIFAR ResNet-18 of
 inputs, one middle convolution). Untrained weights (timing does not depend on
 training). Writes ``benchmarks/results/backends.csv`` and ``.meta.json``.
 
-Run: ``python benchmarks/bench_backends.py [--only digits heldout resnet]``.
+With ``--profile``, also the whole profile at equal (l, m) = (20, 15):
+``renyi_sharpness(..., blocks="both")`` with the defaults against PyHessian's
+``density`` per block (``pyhessian_route.pyhessian_profile``), best of
+``--rounds`` (``backends_profile.csv``).
+
+Run: ``python benchmarks/bench_backends.py [--only digits heldout resnet] [--profile]``.
 """
 
 from __future__ import annotations
@@ -183,9 +188,45 @@ def _pyhessian_per_column(model, loss_fn, x, y, block, V, repeats) -> float | No
     return best
 
 
+def profile_vs_pyhessian(name, model, x, y, probes, steps, rounds) -> list[dict]:
+    """End to end at equal (l, m): ``renyi_sharpness(blocks="both")`` against PyHessian's density."""
+    import importlib.util
+
+    from pyhessian_route import pyhessian_profile
+
+    from renyilib.hessian import layer_blocks
+    from renyilib.renyi import renyi_sharpness
+
+    loss_fn = nn.CrossEntropyLoss()
+    routes = {
+        "renyilib default": lambda: renyi_sharpness(
+            model, loss_fn, (x, y), [0.5, 1.5, 2.0], "both", probes, steps, progress=False
+        ),
+    }
+    if importlib.util.find_spec("pyhessian") is not None:
+        routes["pyhessian density"] = lambda: pyhessian_profile(
+            model, loss_fn, x, y, layer_blocks(model), [0.5, 1.5, 2.0], probes, steps
+        )
+    best = {r: float("inf") for r in routes}
+    for _ in range(rounds):
+        for r, fn in routes.items():
+            t0 = clock()
+            fn()
+            best[r] = min(best[r], clock() - t0)
+    rows = []
+    for r, t in best.items():
+        rows.append({"workload": name, "route": r, "probes": probes, "steps": steps, "seconds": t})
+        print(f"{name:8s} l={probes} m={steps} {r:18s} {t:7.2f} s", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", default=["digits", "heldout", "resnet"])
+    p.add_argument(
+        "--profile", action="store_true", help="also time the whole profile against PyHessian"
+    )
+    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
@@ -196,6 +237,13 @@ def main() -> None:
             rows.extend(bench(name, model, x, y, block, args.k, args.repeats))
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        prof = []
+        for name, (model, x, y, _) in workloads(args.only).items():
+            if name != "resnet":  # every block of a ResNet-18 at 256 images: too long here
+                prof.extend(profile_vs_pyhessian(name, model, x, y, 20, 15, args.rounds))
+        pdf = pd.DataFrame(prof)
+        atomic_write(RESULTS / "backends_profile.csv", lambda tmp: pdf.to_csv(tmp, index=False))
     atomic_write(RESULTS / "backends.csv", lambda tmp: df.to_csv(tmp, index=False))
     write_json(
         RESULTS / "backends.meta.json",
