@@ -353,8 +353,8 @@ def default_measure_settings(task: str, **overrides: Any) -> dict[str, Any]:
         "num_probes": 10,
         "lanczos_steps": 20,
         "exact_max_dim": 700,
-        # "graph": the default "auto" switches to linearized maps (make_fx), which
-        # crashed the interpreter (segmentation fault) on the 10-64-64-1 FCNN.
+        # the Hessian-product backend: "graph" (the "auto" of an earlier core switched to
+        # linearized maps (make_fx), which crashed the interpreter on the 10-64-64-1 FCNN).
         "hessian_method": "graph",
         "baselines": ["trace", "lambda_max", "fisher_rao", "param_norm", "sam", "asam"]
         + ([] if t["loss"] == "mse" else ["pacbayes"]),
@@ -441,9 +441,9 @@ def measure_run(
             blocks=_renyi_blocks(model),
             num_probes=s["num_probes"],
             lanczos_steps=s["lanczos_steps"],
-            method="auto",
+            spectrum="auto",
             exact_max_dim=s["exact_max_dim"],
-            hessian_method=s["hessian_method"],
+            backend=s["hessian_method"],
             seed=seed,
             progress=False,
             return_quadratures=True,
