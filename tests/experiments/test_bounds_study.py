@@ -99,3 +99,15 @@ def test_mini_zoo_is_seeded(study):
     seed_everything(TINY["seed"])
     again = bs.mini_zoo(TINY)
     assert again.table.equals(study.zoo.table)
+
+
+def test_summary_verdicts_follow_the_numbers(study):
+    v = bs.summary_verdicts(study.numbers)
+    assert v["verdict_invariance"].startswith("Invariance (Prop. 2.2) holds")
+    assert "it fails for weight+bias blocks, the global block" in v["verdict_invariance"]
+    broken = dict(study.numbers, inv_weight_spread="1.0e-02")
+    assert "does not hold" in bs.summary_verdicts(broken)["verdict_invariance"]
+    looser = float(study.numbers["kl_renyi_med"]) > float(study.numbers["kl_exact_med"])
+    assert ("so it is looser" in v["verdict_bounds"]) == looser
+    tight = dict(study.numbers, f_fshare_med="0.01")
+    assert "small enough" in bs.summary_verdicts(tight)["verdict_appendix_f"]
