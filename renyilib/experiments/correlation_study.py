@@ -98,7 +98,8 @@ def load_measurements(
         results: The committed-results folder (``<results>/<task>/profiles.csv``, ...).
         committed: ``True``: read ``<results>/<task>/`` and never measure;
             ``False``: measure the zoo; ``None``: the committed tables when they
-            exist and no zoo folder of the task does, else measure.
+            exist, were measured in ``profile`` (``measure_config.json``) and no
+            zoo folder of the task exists, else measure.
         export: After measuring, write the tables to ``<results>/<task>/``
             (:func:`~renyilib.experiments.zoo_measure.export_measurements`).
         progress: tqdm over runs while measuring.
@@ -123,7 +124,11 @@ def load_measurements(
     cfg = load_profile("correlation", profile)
     folder = Path(results) / task
     if committed is None:
-        committed = (folder / "profiles.csv").is_file() and not (Path(out) / task).is_dir()
+        committed = (
+            (folder / "profiles.csv").is_file()
+            and not (Path(out) / task).is_dir()
+            and _recorded_profile(folder) == profile
+        )
     if committed:
         require_files(
             folder,
@@ -150,6 +155,16 @@ def load_measurements(
             meta={"profile": profile, **{k: st[k] for k in ("renyi", "baselines")}},
         )
     return res
+
+
+def _recorded_profile(folder: Path) -> str | None:
+    """The profile recorded in ``<folder>/measure_config.json`` (``None`` if absent)."""
+    import json
+
+    path = folder / "measure_config.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("profile")
 
 
 def analysis_set(

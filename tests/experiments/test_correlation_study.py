@@ -124,6 +124,10 @@ def test_nothing_trained_yet_names_the_command(tmp_path):
         MissingInputError, match=r"`renyilib zoo run --task digits-cnn --profile smoke`"
     ):
         cs.correlation_study(None, "smoke", out=tmp_path / "zoo", results=tmp_path / "results")
+    # committed tables of another profile are not taken for this one (the README's paper command)
+    if (RESULTS / "cifar10-resnet18" / "profiles.csv").is_file():
+        with pytest.raises(MissingInputError, match=r"--task cifar10-resnet18 --profile paper`"):
+            cs.load_measurements("cifar10-resnet18", "paper", out=tmp_path, results=RESULTS)
     with pytest.raises(MissingInputError, match=r"renyilib zoo measure --task t --profile smoke"):
         cs.load_measurements("t", "smoke", out=tmp_path, results=tmp_path, committed=True)
 
