@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     df = pd.DataFrame(rows)
+    for col in ("dim", "images", "probes", "steps", "blocks", "products"):
+        df[col] = df[col].astype("Int64")  # counts stay exact next to the %.5g floats
     atomic_write(out / "resnet.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.5g"))
     write_json(
         out / "resnet.meta.json",
