@@ -12,7 +12,7 @@ Sweep, for every block:
 * renyilib: ``slq(op, l, m, deflate=d)`` for m ∈ ``--steps``, d ∈ ``--deflate``,
   with the Hessian-product method (``"graph"`` or ``"jvp"``) that is faster for
   this block in a quick in-process timing, and probes advanced ``--batch`` at a
-  time; plus ``method="exact"`` of ``renyi_sharpness`` (dense Hessian from n
+  time; plus ``spectrum="exact"`` of ``renyi_sharpness`` (dense Hessian from n
   products, ``eigvalsh``) for blocks up to ``--exact-max-dim``.
 
 Each (route, m, d) runs twice for real: with ``--batch`` probes and with
@@ -93,7 +93,7 @@ def faster_method(w: Workload, block: str, batch: int) -> tuple[str, dict[str, f
     """The faster of renyilib's ``"graph"`` / ``"jvp"`` products for (n, batch) inputs."""
     names = w.blocks[block]
     ops = {
-        m: hessian_operator(w.model, w.loss_fn, (w.x, w.y), names, method=m)
+        m: hessian_operator(w.model, w.loss_fn, (w.x, w.y), names, backend=m)
         for m in ("graph", "jvp")
     }
     n = ops["graph"].shape[0]
@@ -104,7 +104,7 @@ def faster_method(w: Workload, block: str, batch: int) -> tuple[str, dict[str, f
 
 def _renyilib_run(w, block, method, probes, steps, deflate, batch, seed):
     t0 = clock()
-    op = hessian_operator(w.model, w.loss_fn, (w.x, w.y), w.blocks[block], method=method)
+    op = hessian_operator(w.model, w.loss_fn, (w.x, w.y), w.blocks[block], backend=method)
     q = slq(op, probes, steps, seed, deflate=deflate, probe_batch=batch)
     ent = q.renyi_entropy(np.array(FRONTIER_ALPHAS)).value
     return clock() - t0, q, ent, op.num_matvecs
@@ -192,8 +192,8 @@ def sweep_block(w: Workload, block: str, args, log=print) -> list[dict]:
     if n <= args.exact_max_dim:
         t0 = clock()
         df = renyi_sharpness(
-            w.model, w.loss_fn, (w.x, w.y), FRONTIER_ALPHAS, blocks=[block], method="exact",
-            progress=False, hessian_method=method,
+            w.model, w.loss_fn, (w.x, w.y), FRONTIER_ALPHAS, blocks=[block], spectrum="exact",
+            progress=False, backend=method,
         )  # fmt: skip
         t = clock() - t0
         err = _rel_err(df["entropy"].to_numpy(), ref)
@@ -243,8 +243,8 @@ def confirm(w: Workload, best: pd.DataFrame, args, log=print) -> list[dict]:
         elif r["exact"]:
             t0 = clock()
             df = renyi_sharpness(
-                w.model, w.loss_fn, (w.x, w.y), FRONTIER_ALPHAS, blocks=[block], method="exact",
-                progress=False, hessian_method=r["hessian_method"],
+                w.model, w.loss_fn, (w.x, w.y), FRONTIER_ALPHAS, blocks=[block], spectrum="exact",
+                progress=False, backend=r["hessian_method"],
             )  # fmt: skip
             t, ent = clock() - t0, df["entropy"].to_numpy()
         else:

@@ -4,17 +4,19 @@ The core library measures any model and knows nothing of zoos, profiles or
 files. Its flat public API is re-exported here (see ``__all__``); every name
 also lives in the module named for its concept:
 
-==========================  ==================================================
-``renyilib.hessian``        Hessian(-vector) operators of parameter blocks
-``renyilib.lanczos``        Lanczos, stochastic Lanczos quadrature (SLQ)
-``renyilib.renyi``          Rényi entropy of a spectral measure, ``renyi_sharpness``
-``renyilib.measures``       baseline sharpness measures
-``renyilib.statistics``     Kendall τ, α sweeps and selection, spectral types
-``renyilib.bounds``         the paper's generalization bounds
-``renyilib.theory``         invariance and global-vs-layer-wise checks
-``renyilib.optim``          SAM, ASAM, EigenSAM, RSAM
-``renyilib.plots``          spectral densities and the book's figure styles
-==========================  ==================================================
+* ``renyilib.hessian`` — Hessian(-vector) operators of parameter blocks
+* ``renyilib.hessian_diagonal`` — the exact Hessian diagonal
+* ``renyilib.lanczos`` — Lanczos, stochastic Lanczos quadrature (SLQ)
+* ``renyilib.entropy`` — Rényi entropy of a spectral measure (exact spectra and quadratures)
+* ``renyilib.renyi`` — ``renyi_sharpness`` of a model's blocks
+* ``renyilib.measures`` — baseline sharpness measures (trace, λ_max, Fisher–Rao, PAC-Bayes, SAM, ASAM)
+* ``renyilib.adaptive_sharpness`` — adaptive worst-case and average-case sharpness
+* ``renyilib.minimum_sharpness`` — the scale-invariant minimum Hessian trace
+* ``renyilib.statistics`` — Kendall τ (τ-a, τ-b, granulated, bootstrap), α selection, spectral types
+* ``renyilib.optim`` — SAM, ASAM, EigenSAM, RSAM
+* ``renyilib.bounds``, ``renyilib.theory`` — the paper's bounds and invariance checks
+* ``renyilib.plots`` — spectral densities and the book's figure style
+* ``renyilib.batches``, ``renyilib.modes`` — batching of ``(x, y)`` data, the eval-mode guard
 
 The paper's experiments (datasets, models, training, zoos, Table 1, the
 report and the ``renyilib`` command) live in :mod:`renyilib.experiments`,
@@ -25,18 +27,30 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from renyilib.adaptive_sharpness import adaptive_sharpness, average_sharpness
+from renyilib.batches import as_batches
 from renyilib.hessian import HessianOperator, hessian_operator, layer_blocks
-from renyilib.lanczos import SpectralQuadrature, slq, top_eigenpair, top_eigenpairs
+from renyilib.hessian_diagonal import hessian_diagonal
+from renyilib.lanczos import (
+    DeflationError,
+    SpectralQuadrature,
+    slq,
+    top_eigenpair,
+    top_eigenpairs,
+)
 from renyilib.measures import (
     asam_sharpness,
     compute_measures,
     fisher_rao_norm,
     hessian_trace,
     lambda_max,
+    noise_accuracy_drop,
     pacbayes,
     param_norm,
     sam_sharpness,
 )
+from renyilib.minimum_sharpness import MinimumSharpness, minimum_sharpness
+from renyilib.modes import eval_mode
 from renyilib.optim import ASAM, RSAM, SAM, EigenSAM, build_optimizer
 from renyilib.renyi import PAPER_ALPHAS, renyi_entropy, renyi_sharpness
 from renyilib.statistics import (
@@ -94,25 +108,34 @@ __all__ = [
     "PAPER_ALPHAS",
     "RSAM",
     "SAM",
+    "DeflationError",
     "EigenSAM",
     "HessianOperator",
+    "MinimumSharpness",
     "SpectralQuadrature",
     "__version__",
+    "adaptive_sharpness",
     "alpha_sweep",
+    "as_batches",
     "asam_sharpness",
+    "average_sharpness",
     "best_alpha",
     "bootstrap_tau",
     "build_optimizer",
     "compute_measures",
     "correlation_table",
-    "granulated_tau",
+    "eval_mode",
     "fisher_rao_norm",
+    "granulated_tau",
+    "hessian_diagonal",
     "hessian_operator",
     "hessian_trace",
     "kendall_tau",
     "kendall_tau_a",
     "lambda_max",
     "layer_blocks",
+    "minimum_sharpness",
+    "noise_accuracy_drop",
     "pacbayes",
     "param_norm",
     "renyi_entropy",

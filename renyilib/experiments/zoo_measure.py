@@ -179,7 +179,7 @@ def measure_run(
                 seed=rc["seed"],
                 negative=rc["negative"],
                 deflate=rc["deflate"],
-                method=rc["method"],
+                spectrum=rc["method"],
                 progress=False,
                 return_quadratures=True,
             )
@@ -310,6 +310,7 @@ def measure_zoo(
                     "pacbayes_flat",
                     "pacbayes_orig",
                     "pacbayes_sigma",
+                    "pacbayes_converged",
                     "param_norm",
                     "sam",
                     "asam",
