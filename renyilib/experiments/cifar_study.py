@@ -207,18 +207,11 @@ def zoo_description(tables: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 def zoo_summary(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per optimizer and learning rate: final metrics and convergence; and the numbers quoted."""
+    """Per optimizer and learning rate: final metrics, convergence, minutes; and the numbers quoted."""
     from renyilib.experiments.train import CONVERGED_TRAIN_LOSS
+    from renyilib.experiments.zoo_study import run_summary
 
-    summary = runs.groupby(["optimizer", "lr"]).agg(
-        runs=("run", "size"),
-        train_loss_max=("train_loss", "max"),
-        train_acc_min=("train_acc", "min"),
-        test_acc_mean=("test_acc", "mean"),
-        gap_min=("gap", "min"),
-        gap_max=("gap", "max"),
-        converged=("converged", "sum"),
-    )
+    summary = run_summary(runs, by=("optimizer", "lr"))
     n_runs, n_conv = len(runs), int(runs["converged"].astype(bool).sum())
     numbers = {
         "convergence_verdict": "every run met the criterion"

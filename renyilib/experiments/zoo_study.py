@@ -137,9 +137,16 @@ def train_zoos(
     }
 
 
-def run_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per task, optimizer and learning rate: runs, worst train loss and accuracy, test accuracy, gaps."""
-    return runs.groupby(["task", "optimizer", "lr"]).agg(
+def run_summary(
+    runs: pd.DataFrame, by: Sequence[str] = ("task", "optimizer", "lr")
+) -> pd.DataFrame:
+    """Per group (default: task, optimizer, learning rate) of a zoo table.
+
+    Returns:
+        Runs, worst train loss and accuracy, mean test accuracy, smallest and
+        largest gap, converged runs and recorded training minutes.
+    """
+    return runs.groupby(list(by)).agg(
         runs=("run", "size"),
         train_loss_max=("train_loss", "max"),
         train_acc_min=("train_acc", "min"),
