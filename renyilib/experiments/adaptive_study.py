@@ -579,7 +579,9 @@ def published_pga(
       zero by ρ|w0|), whatever the gradient. ``False``: ``(w0 − ρ|w0|, w0 + ρ|w0|)``.
     * ``train_mode``: ascent *and* loss evaluations in train mode (dropout on,
       BatchNorm on batch statistics, its running statistics updated on the
-      copy), as the LeNet-5 and GAT notebooks.
+      copy), as the GAT notebook; the LeNet-5 notebook ascends in train mode
+      and evaluates in eval mode with the running statistics the ascent
+      updated (not reproduced: here both are in train mode).
     * ``moving_centre``: the ball's centre becomes the weights after the first
       SGD step (the LeNet-5 notebook's ``param.detach()`` shares storage with
       the parameter, which the in-place step updates before the first
@@ -747,11 +749,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dest", default="data/results/adaptive-sharpness")
     ap.add_argument("--settings", default="{}", help="JSON overrides of default_measure_settings")
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--start", type=int, default=0, help="first config of the zoo to run (shards)")
+    ap.add_argument("--stop", type=int, default=None, help="stop before this config (shards)")
     args = ap.parse_args(argv)
     settings = default_measure_settings(args.task, **json.loads(args.settings))
     if args.action == "run":
         cfgs = zoo_configs(args.task, args.zoo, args.size, synthetic=args.synthetic)
-        run_and_measure(cfgs, args.out, settings)
+        run_and_measure(cfgs[args.start : args.stop], args.out, settings)
     else:
         print(export_results(args.out, args.task, settings, args.dest, " ".join(sys.argv)))
     return 0
