@@ -916,8 +916,9 @@ def renyi_heldout(
 
     Uses :func:`renyilib.statistics.split_selection` (criterion ``"abs"``: the α
     with the largest |τ| on the selection half, its signed τ reported on the
-    held-out half), per task, zoo and block. Returns the median held-out τ,
-    its 10–90% range over splits and the most often chosen α.
+    held-out half), per task, zoo and block (zoos of fewer than 4 models are
+    left out). Returns the median held-out τ, its 10–90% range over splits
+    and the most often chosen α.
     """
     from renyilib.statistics import split_selection
 
@@ -927,6 +928,10 @@ def renyi_heldout(
     long = long.rename(columns={target: "target"})
     # split_selection splits the runs of each "task" group: one group per task and zoo
     long["task"] = long["task"] + "/" + long["zoo"]
+    runs = long.groupby("task")["run"].nunique()
+    long = long[long["task"].isin(runs[runs >= 4].index)]  # a split needs two halves of 2+
+    if long.empty:
+        return pd.DataFrame()
     sel = split_selection(
         long,
         n_splits=n_splits,

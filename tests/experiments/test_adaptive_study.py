@@ -150,3 +150,7 @@ def test_analysis_functions() -> None:
     comp = study.comparison_verdict(head, held, allm)
     assert "abalone-fcnn (seed zoo" in comp and "Rényi block all" in comp
     assert len(study.zoo_summary(tables)) == 2
+    # a zoo too small to split is left out of the held-out selection, not an error
+    small = {"abalone-fcnn": tables["abalone-fcnn"].groupby("zoo").head(3)}
+    assert study.renyi_heldout(small, n_splits=5).empty
+    assert np.isnan(study.headline({"abalone-fcnn": small["abalone-fcnn"].head(2)})["tau"]).all()
