@@ -113,3 +113,26 @@ def test_recorder_fails_values_above_tolerance_and_nan():
     assert not rec.check("s", "nan", float("nan"), 1e-10)
     assert len(rec.failures) == 2 and "bad (block=b)" in rec.failures[0]
     assert [r["passed"] for r in rec.rows] == [True, False, False]
+
+
+def test_a_failing_section_is_recorded_and_the_files_are_still_written(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such kernel")
+
+    monkeypatch.setattr(gpu_check, "run_accuracy", broken)
+    monkeypatch.setattr(gpu_check, "resnet_setup", broken)
+    assert gpu_check.main(["--out", str(tmp_path), "--quick", "--device", "cpu"]) == 1
+    meta = json.loads((tmp_path / "gpu_check.meta.json").read_text())
+    assert meta["passed"] is False
+    assert meta["failures"] == [
+        "accuracy: RuntimeError: no such kernel",
+        "resnet_setup: RuntimeError: no such kernel",
+    ]
+    df = pd.read_csv(tmp_path / "gpu_check.csv")
+    assert list(df.name) == ["error", "error"] and list(df.section) == ["accuracy", "resnet_setup"]
