@@ -253,7 +253,7 @@ def haar_orthogonal(
     """
     if isinstance(d, bool) or not isinstance(d, int) or d < 1:
         raise ValueError(f"d must be an int >= 1, got {d!r}")
-    g = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    g = torch.randn(d, d, generator=generator, dtype=torch.float64, device="cpu")
     q, r = torch.linalg.qr(g)
     signs = torch.sign(torch.diagonal(r))
     signs[signs == 0] = 1.0

@@ -536,7 +536,10 @@ class HessianOperator:
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             eye = torch.zeros(n, stop - start, dtype=self.dtype, device=self.device)
-            eye[torch.arange(start, stop), torch.arange(stop - start)] = 1
+            eye[
+                torch.arange(start, stop, device=self.device),
+                torch.arange(stop - start, device=self.device),
+            ] = 1
             cols.append(self.matmat(eye))
         H = torch.cat(cols, dim=1)
         return (H + H.T) / 2

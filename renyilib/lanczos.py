@@ -740,9 +740,15 @@ def probe_vectors(
         else:
             gen.manual_seed(int(seed))
     if kind == "rademacher":
-        v = torch.randint(0, 2, (n, k), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1
+        v = (
+            torch.randint(0, 2, (n, k), generator=gen, dtype=torch.int8, device="cpu").to(
+                torch.float64
+            )
+            * 2
+            - 1
+        )
     elif kind == "gaussian":
-        v = torch.randn(n, k, generator=gen, dtype=torch.float64)
+        v = torch.randn(n, k, generator=gen, dtype=torch.float64, device="cpu")
     else:
         raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {kind!r}")
     return v / torch.linalg.vector_norm(v, dim=0)

@@ -180,7 +180,11 @@ def hessian_trace(
         done = 0
         while done < num_probes:
             k = min(chunk, num_probes - done)
-            V = (torch.randint(0, 2, (n, k), generator=gen) * 2 - 1).to(op.dtype).to(op.device)
+            V = (
+                (torch.randint(0, 2, (n, k), generator=gen, device="cpu") * 2 - 1)
+                .to(op.dtype)
+                .to(op.device)
+            )
             vals.append((V * (op @ V)).sum(0).detach().double().cpu())
             done += k
     v = torch.cat(vals)
@@ -333,7 +337,9 @@ def fisher_rao_norm(
 def _noise_draw(seed: int, k: int, j: int, p: torch.Tensor) -> torch.Tensor:
     """Standard-normal draw ``k`` for parameter ``j`` (the same at every σ: common random numbers)."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7919 * k + j)
-    return torch.randn(p.shape, generator=g, dtype=torch.float64).to(device=p.device, dtype=p.dtype)
+    return torch.randn(p.shape, generator=g, dtype=torch.float64, device="cpu").to(
+        device=p.device, dtype=p.dtype
+    )
 
 
 def noise_accuracy_drop(
@@ -645,7 +651,7 @@ def sam_sharpness(
     x_all, y_all = _stack(_batches(data))
     n = x_all.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen)
+    perm = torch.randperm(n, generator=gen, device="cpu")
     nb = max(1, n // m)
     if num_batches is not None:
         nb = min(nb, num_batches)
@@ -678,7 +684,7 @@ def sam_sharpness(
                 with torch.no_grad():
                     base = float(loss_fn(model(xb), yb))
                 gamma = [
-                    torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w)
+                    torch.randn(w.shape, generator=gen, dtype=torch.float64, device="cpu").to(w)
                     for w in originals
                 ]
                 norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in gamma))

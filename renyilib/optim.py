@@ -686,7 +686,10 @@ class EigenSAM(_TwoPassOptimizer):
         params = self._all_params()
         if self._eigvec is None:
             gen = torch.Generator().manual_seed(self.seed)
-            vec = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
+            vec = [
+                torch.randn(p.shape, generator=gen, dtype=p.dtype, device="cpu").to(p.device)
+                for p in params
+            ]
             norm = _global_norm(vec)
             self._eigvec = [v / norm for v in vec]
         base = [p.detach().clone() for p in params]

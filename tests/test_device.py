@@ -143,22 +143,6 @@ def test_optimizer_steps_keep_parameter_and_state_dtypes(dtype, opt):
 
 # --------------------------------------------------------------------------- default device
 
-#: Known uses of the default device, as ``case: reason`` (strict xfail: a fix makes them pass,
-#: and the marker must go). Each draws from a CPU generator without ``device="cpu"``.
-DEFAULT_DEVICE_BUGS = {
-    "slq": "lanczos.probe_vectors: torch.randint/randn(generator=CPU) without device='cpu'",
-    "slq-deflate": "lanczos.probe_vectors (the deflation's start vector)",
-    "top_eigenpair": "lanczos.probe_vectors (the start vector)",
-    "renyi_sharpness": "lanczos.probe_vectors via slq",
-    "hessian_trace": "measures.hessian_trace: torch.randint(generator=CPU) without device",
-    "lambda_max": "lanczos.probe_vectors via top_eigenpair",
-    "sam_sharpness": "measures.sam_sharpness: an index tensor on the default device",
-    "to_dense": "HessianOperator.to_dense: torch.arange index tensors without device (the "
-    "unit columns stay zero: a silently wrong Hessian, not an error)",
-    "renyi_sharpness-exact": "HessianOperator.to_dense (see to_dense): NaN entropies",
-    "eigensam": "optim.EigenSAM: torch.randn(generator=CPU) without device",
-}
-
 
 def _cases():
     """Per case: ``fn(model, loss, data)`` calling the library; tensors in only with ``device=``."""
@@ -244,19 +228,10 @@ def default_device(device: str):
         torch.set_default_device(old)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason=DEFAULT_DEVICE_BUGS[name]),
-        )
-        if name in DEFAULT_DEVICE_BUGS
-        else name
-        for name in CASES
-    ],
-)
+@pytest.mark.parametrize("case", list(CASES))
 def test_the_default_device_is_never_used(case):
+    # every draw from a CPU generator says device="cpu", every index tensor the
+    # operator's device: a meta default device changes nothing
     reference = CASES[case](*model_and_data())
     model, loss, data = model_and_data()  # built on the CPU, before the switch
     with default_device("meta"):
