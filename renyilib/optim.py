@@ -285,7 +285,17 @@ class _TwoPassOptimizer(torch.optim.Optimizer):
                     f"(switch_accuracy={self.switch_accuracy})"
                 )
             if math.isnan(float(val_acc)):
-                pass  # not evaluated this epoch: no accuracy-based switch
+                # not evaluated this epoch: no accuracy-based switch. With no epoch
+                # budget either, a caller that never evaluates would stay SGD forever.
+                if self.sgd_epochs is None and not getattr(self, "_warned_no_val", False):
+                    warnings.warn(
+                        f"RSAM.on_epoch_end got val_acc=nan at epoch {self.epochs_done} with "
+                        f"switch_accuracy={self.switch_accuracy} and sgd_epochs=None: the "
+                        "switch needs a validation accuracy; evaluate a validation split",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    self._warned_no_val = True
             elif not 0 <= float(val_acc) <= 1:
                 raise ValueError(f"val_acc must be a fraction in [0, 1], got {val_acc!r}")
             due = due or float(val_acc) > self.switch_accuracy

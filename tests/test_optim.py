@@ -595,3 +595,19 @@ def test_build_optimizer_errors():
         build_optimizer("sgd", model, lr=0.1, rho=0.05)
     with pytest.raises(ValueError, match="base"):
         build_optimizer("sam", model, lr=0.1, base="rmsprop")
+
+
+def test_rsam_warns_once_when_its_only_switch_never_gets_a_validation_accuracy():
+    import warnings
+
+    from renyilib.optim import RSAM
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = RSAM([w], torch.optim.SGD, rho=0.1, alpha=1.5, lr=0.1, sgd_epochs=None,
+               switch_accuracy=0.5)  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="needs a validation accuracy"):
+        opt.on_epoch_end(0, val_acc=float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.on_epoch_end(1, val_acc=float("nan"))  # once only
+        assert opt.on_epoch_end(2, val_acc=0.9) is True
