@@ -47,6 +47,7 @@ __all__ = [
     "headline",
     "load_measurements",
     "paper_fig11_beside",
+    "confound_table",
     "selection_inflation",
     "task_summary",
     "type_match_summary",
@@ -555,6 +556,89 @@ def verdict_sentences(
     return held
 
 
+#: The hyper-parameter axes of a zoo grid (App. G.3.1), for the granulated τ.
+GRID_AXES = ("optimizer", "lr", "batch_size", "weight_decay")
+
+
+def confound_table(
+    profiles: pd.DataFrame,
+    baselines: pd.DataFrame,
+    best_alpha_all: float,
+    heldout_all: tuple[float, float] | None = None,
+    *,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """τ that a confound cannot fake: overall, granulated, within each optimizer, against test error.
+
+    One row per measure — Rényi sharpness of all parameters at the fixed orders
+    α = 0.5 and 1.5 (chosen before looking at the models), at the best α
+    (in-sample: chosen on these same models), and every baseline — with
+
+    * ``tau``: τ-b against the gap with a bootstrap 95% interval over models
+      (``low``, ``high``; :func:`renyilib.statistics.bootstrap_tau`) and
+      ``tau_a`` (the paper's Eq. 8 as printed; equal to τ-b without ties);
+    * ``tau_test_error``: τ-b against the test error 1 − test accuracy;
+    * ``granulated``: Ψ of Jiang et al. (2019) over the grid's axes
+      (:func:`renyilib.statistics.granulated_tau`): a measure that only tells
+      the optimizers apart gets no credit within the other axes' groups;
+    * ``tau_<optimizer>``: τ-b within the models of each optimizer.
+
+    ``heldout_all`` (mean, sd of the held-out τ of "all" over random half
+    splits, :func:`selection_inflation`) is put beside the in-sample row.
+
+    Returns:
+        One row per measure (``measure``, ``selection``, the columns above, ``n``).
+    """
+    from renyilib.statistics import bootstrap_tau, granulated_tau, kendall_tau, kendall_tau_a
+
+    base = baselines.copy()
+    base["test_error"] = 1.0 - base["test_acc"].astype(float)
+    all_block = profiles[profiles["block"] == "all"]
+    columns: list[tuple[str, str, str]] = []
+    for a, selection in ((0.5, "fixed"), (1.5, "fixed"), (best_alpha_all, "in-sample best")):
+        sub = all_block[np.isclose(all_block["alpha"].astype(float), a)]
+        if sub.empty:
+            continue
+        col = f"renyi_all_{a:g}_{selection}"
+        base[col] = base["run"].map(sub.set_index("run")["sharpness"])
+        columns.append((col, f"Rényi all (α={a:g})", selection))
+    columns += [(m, BASELINE_LABELS[m], "—") for m in BASELINES if m in base]
+    axes = [a for a in GRID_AXES if a in base and base[a].nunique() > 1]
+    optimizers = sorted(base["optimizer"].dropna().unique()) if "optimizer" in base else []
+    rows = []
+    for col, label, selection in columns:
+        x = base[col].to_numpy(float)
+        bt = bootstrap_tau(x, base["gap"].to_numpy(float), num_resamples=num_resamples, seed=seed)
+        row: dict[str, Any] = {
+            "measure": label,
+            "selection": selection,
+            "tau": bt["tau"],
+            "low": bt["low"],
+            "high": bt["high"],
+            "tau_a": kendall_tau_a(x, base["gap"].to_numpy(float)),
+            "tau_test_error": kendall_tau(x, base["test_error"].to_numpy(float)).tau,
+            "granulated": (
+                float(granulated_tau(base, col, axes).set_index("axis").loc["granulated", "psi"])
+                if axes
+                else float("nan")
+            ),
+        }
+        for opt in optimizers:
+            m = (base["optimizer"] == opt).to_numpy()
+            row[f"tau_{opt}"] = kendall_tau(x[m], base["gap"].to_numpy(float)[m]).tau
+        row["n"] = bt["n"]
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if heldout_all is not None and len(out):
+        out.insert(3, "held_out", np.nan)
+        out.insert(4, "held_out_sd", np.nan)
+        ins = out["selection"] == "in-sample best"
+        out.loc[ins, "held_out"] = heldout_all[0]
+        out.loc[ins, "held_out_sd"] = heldout_all[1]
+    return out
+
+
 @dataclass
 class CorrelationStudy:
     """Everything the correlation chapter shows, for one task and profile.
@@ -574,6 +658,7 @@ class CorrelationStudy:
         robustness: :func:`headline` on all models and on the analysed set.
         fig11: :func:`paper_fig11_beside`.
         verdict: :func:`verdict_sentences`.
+        confounds: :func:`confound_table`.
         numbers: The scalars the chapter's text quotes, by name.
     """
 
@@ -594,6 +679,7 @@ class CorrelationStudy:
     fig11: pd.DataFrame
     verdict: list[str]
     numbers: dict[str, Any] = field(default_factory=dict)
+    confounds: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def correlation_study(
@@ -701,6 +787,12 @@ def correlation_study(
         match=match,
         n_models=n_used,
     )
+    confounds = confound_table(
+        prof,
+        base,
+        float(all_best["alpha"]),
+        (float(agg.loc["all", "held_out"]), float(agg.loc["all", "held_out_sd"])),
+    )
     best_baseline = bt.idxmax()
     numbers = {
         "n_runs": n_runs,
@@ -762,4 +854,5 @@ def correlation_study(
         fig11=fig11,
         verdict=verdict,
         numbers=numbers,
+        confounds=confounds,
     )

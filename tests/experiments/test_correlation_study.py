@@ -151,3 +151,37 @@ def test_committed_cifar_tables_through_the_study_functions(tmp_path):
     )
     agg = cs.selection_inflation(prof, t["order"], n_splits=5)
     assert list(agg.index) == t["order"] and (agg["held_out"].abs() <= 1).all()
+
+
+def test_confound_table_exposes_a_measure_that_only_separates_optimizers():
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from renyilib.experiments.correlation_study import confound_table
+
+    rows, prof = [], []
+    for i, (opt, lr, bs, wd) in enumerate(
+        itertools.product(["sgd", "adam"], [0.01, 0.1], [32, 96], [1e-5, 5e-4])
+    ):
+        gap = (1.0 if opt == "sgd" else 0.0) + lr + 0.001 * bs
+        run = f"r{i}"
+        rows.append({"run": run, "optimizer": opt, "lr": lr, "batch_size": bs,
+                     "weight_decay": wd, "gap": gap, "test_acc": 0.9 - 0.1 * gap,
+                     "param_norm": 1.0 if opt == "sgd" else 0.0,  # separates optimizers only
+                     "sam": lr})  # fmt: skip
+        for a in (0.5, 1.5, 2.0):
+            prof.append({"run": run, "block": "all", "alpha": a, "sharpness": gap + 0.01 * a})
+    base, prof = pd.DataFrame(rows), pd.DataFrame(prof)
+    t = confound_table(prof, base, 2.0, (0.4, 0.1), num_resamples=200).set_index("measure")
+    assert list(t["selection"][:3]) == ["fixed", "fixed", "in-sample best"]
+    pn = t.loc["parameter norm"]
+    assert pn["tau"] > 0.5  # looks good overall ...
+    assert pn["granulated"] == pytest.approx(0.25)  # ... but only the optimizer axis credits it
+    assert np.isnan(pn["tau_sgd"]) and np.isnan(pn["tau_adam"])  # constant within optimizers
+    ren = t.loc["Rényi all (α=0.5)"]
+    assert ren["tau"] == pytest.approx(1.0) and ren["tau_sgd"] == pytest.approx(1.0)
+    assert ren["tau_test_error"] == pytest.approx(1.0)  # test error rises with the gap here
+    assert ren["low"] <= ren["tau"] <= ren["high"]
+    assert t.loc["Rényi all (α=2)", "held_out"] == 0.4 and np.isnan(ren["held_out"])
