@@ -512,6 +512,8 @@ def run_notebooks(
         if record and record.get("profile") == profile and "elapsed_s" in record:
             previous[name] = float(record["elapsed_s"])
     version = code_version()
+    if version.endswith("-dirty"):
+        log(f"note: uncommitted changes in the checkout; the chapters record {version}")
     machine = _machine()
     times: dict[str, float] = {}
     start_all = time.perf_counter()
