@@ -442,7 +442,7 @@ def exact_hessian_spectrum(
 ) -> np.ndarray:
     """Eigenvalues of the dense mean-MSE loss Hessian block (``hessian_operator(...).to_dense()``)."""
     op = hessian_operator(
-        model.eval(), nn.MSELoss(), (x, y), params=_block_names(model, block), method="graph"
+        model.eval(), nn.MSELoss(), (x, y), params=_block_names(model, block), backend="graph"
     )
     return np.linalg.eigvalsh(op.to_dense().double().cpu().numpy())
 
@@ -494,7 +494,7 @@ def hutchinson_trace(
         ``(estimate, standard error)``.
     """
     num_probes = _check_int("num_probes", num_probes, 2)
-    op = hessian_operator(model.eval(), nn.MSELoss(), (x, y), method="graph")
+    op = hessian_operator(model.eval(), nn.MSELoss(), (x, y), backend="graph")
     gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
     v = (torch.randint(0, 2, (op.shape[0], num_probes), generator=gen) * 2 - 1).to(op.dtype)
     quad = (v * (op @ v)).sum(0).cpu().numpy()
