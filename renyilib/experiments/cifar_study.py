@@ -620,6 +620,7 @@ class CifarStudy:
     fig11: pd.DataFrame
     verdict: list[str]
     numbers: dict[str, Any] = field(default_factory=dict)
+    confounds: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def cifar_study(
@@ -639,6 +640,7 @@ def cifar_study(
         MissingInputError: A table is missing; the message gives both commands.
     """
     from renyilib.experiments.config import find_config, load_profile
+    from renyilib.experiments.correlation_study import confound_table
 
     cfg = load_profile("cifar", profile)
     root = Path(root) if root is not None else find_config().parent
@@ -713,4 +715,10 @@ def cifar_study(
         fig11=fig11_beside(ref, desc["layer_names"], alpha["best"], comp["bt"]),
         verdict=verdict,
         numbers=numbers,
+        confounds=confound_table(
+            prof,
+            base,
+            float(alpha["best"].loc["all", "alpha"]),
+            (float(agg.loc["all", "held_out"]), float(agg.loc["all", "held_out_sd"])),
+        ),
     )
