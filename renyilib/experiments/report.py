@@ -26,7 +26,9 @@ The book's Sphinx extension (``book/_ext/renyibook.py``) refuses to build a book
 with a chapter that is not ``ok``, and ``tests/test_book.py`` fails on one; both
 name the chapter and the command that regenerates it (``make report
 NOTEBOOKS=<name>``). ``python -m renyilib.experiments.report --check`` lists the
-status of every chapter, ``--stale`` reruns only the chapters that are not ok.
+status of every chapter, ``--stale`` reruns only the chapters that are not ok
+(a chapter whose code cells are unchanged and whose sections still match only
+gets its Markdown and tags refreshed from the notebook, :func:`refresh_text`).
 
 While it runs, the driver prints which chapter runs, its wall time, the time
 so far and an estimate of what is left (from the wall times recorded in the
@@ -68,6 +70,7 @@ __all__ = [
     "chapter_metadata",
     "chapter_status",
     "book_problems",
+    "refresh_text",
     "estimate_remaining",
     "prepare_book",
     "run_notebooks",
@@ -110,12 +113,15 @@ class ChapterStatus:
             copy without the driver's metadata) or ``"stale"``.
         reasons: One sentence per mismatch (empty when ``ok``).
         profile: The profile the copy ran in (``None`` unless recorded).
+        sections_ok: Whether every ``_config.yml`` section it read is unchanged
+            (then a stale chapter differs from its notebook only).
     """
 
     name: str
     state: str
     reasons: tuple[str, ...] = ()
     profile: str | None = None
+    sections_ok: bool = True
 
     @property
     def ok(self) -> bool:
@@ -168,8 +174,19 @@ def toc_chapters(book: str | os.PathLike = "book") -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _text(source: str | list[str]) -> str:
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
 def source_hash(notebook: str | os.PathLike | dict) -> str:
-    """Hash of a notebook's cells (type and source; outputs and metadata ignored).
+    """Hash of a notebook's cells: type, source and tags (outputs and other metadata ignored).
+
+    Tags count because they decide what a page shows (``hide-cell``,
+    ``remove-input``, ...).
 
     Args:
         notebook: Path of an ``.ipynb`` file, or a notebook as a dict.
@@ -178,12 +195,10 @@ def source_hash(notebook: str | os.PathLike | dict) -> str:
         nb = notebook
     else:
         nb = json.loads(Path(notebook).read_text())
-    cells = []
-    for cell in nb.get("cells", []):
-        source = cell.get("source", "")
-        cells.append(
-            [cell.get("cell_type"), "".join(source) if isinstance(source, list) else source]
-        )
+    cells = [
+        [cell.get("cell_type"), _text(cell.get("source", "")), _tags(cell)]
+        for cell in nb.get("cells", [])
+    ]
     return config_hash({"cells": cells})
 
 
@@ -340,7 +355,7 @@ def chapter_status(
         if record is None:
             out.append(ChapterStatus(name, "unrecorded"))
             continue
-        reasons = []
+        reasons: list[str] = []
         for section in record.get("sections", []):
             exp, prof = section["experiment"], section["profile"]
             where = f"experiments.{exp}.{prof} of _config.yml"
@@ -351,14 +366,14 @@ def chapter_status(
                 continue
             if config_hash(settings) != section["hash"]:
                 reasons.append(f"{where} changed since it ran")
+        sections_ok = not reasons
         src = sources / f"{name}.ipynb"
         if not src.is_file():
             reasons.append(f"its source notebook {src.name} no longer exists")
         elif source_hash(src) != record.get("source_hash"):
             reasons.append(f"notebooks/{src.name} changed since it ran")
-        out.append(
-            ChapterStatus(name, "stale" if reasons else "ok", tuple(reasons), record.get("profile"))
-        )
+        state = "stale" if reasons else "ok"
+        out.append(ChapterStatus(name, state, tuple(reasons), record.get("profile"), sections_ok))
     return out
 
 
@@ -367,6 +382,70 @@ def book_problems(
 ) -> list[str]:
     """One message per chapter of the book that is not ``ok`` (empty: the book may be built)."""
     return [s.message() for s in chapter_status(book, config) if not s.ok]
+
+
+def refresh_text(
+    name: str, src: str | os.PathLike = "notebooks", book: str | os.PathLike = "book"
+) -> bool:
+    """Bring a chapter's text and cell tags up to date with its notebook, without executing it.
+
+    Possible only when the executed copy's code cells are exactly the
+    notebook's (same sources, same order): then its outputs are what the
+    notebook's code produces, and the Markdown cells and tags are taken from
+    the notebook. The run record keeps its profile, sections, code version and
+    time; its ``source_hash`` becomes the notebook's and ``text_refreshed_utc``
+    says when. Whether the ``_config.yml`` sections still match is not checked
+    here (see :func:`chapter_status`).
+
+    Args:
+        name: Chapter name.
+        src: Folder of the source notebooks.
+        book: Book folder.
+
+    Returns:
+        ``True`` if the copy was refreshed, ``False`` if its code differs (it
+        must be executed again).
+
+    Raises:
+        FileNotFoundError: The notebook or the executed copy does not exist.
+        ValueError: The executed copy has no run record.
+    """
+    source = json.loads((Path(src) / f"{name}.ipynb").read_text())
+    path = Path(book) / "generated" / f"{name}.ipynb"
+    executed = json.loads(path.read_text())
+    record = executed.get("metadata", {}).get(METADATA_KEY)
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} has no run record; execute it with `make report NOTEBOOKS={name}`"
+        )
+    injected = [c for c in executed["cells"] if "injected-parameters" in _tags(c)]
+    ran = [
+        c
+        for c in executed["cells"]
+        if c.get("cell_type") == "code" and "injected-parameters" not in _tags(c)
+    ]
+    code = [c for c in source["cells"] if c.get("cell_type") == "code"]
+    if [_text(c.get("source", "")) for c in ran] != [_text(c.get("source", "")) for c in code]:
+        return False
+    outputs = iter(ran)
+    cells = []
+    for cell in source["cells"]:
+        if cell.get("cell_type") != "code":
+            cells.append(json.loads(json.dumps(cell)))
+            continue
+        done = next(outputs)
+        cells.append({**done, "metadata": json.loads(json.dumps(cell.get("metadata", {})))})
+        if "parameters" in _tags(cell):
+            cells.extend(injected)
+    refreshed = {
+        **record,
+        "source_hash": source_hash(source),
+        "text_refreshed_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    }
+    nb, _ = finalize_notebook({**executed, "cells": cells}, refreshed)
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda t: t.write_text(text))
+    return True
 
 
 def estimate_remaining(
@@ -596,7 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="list each chapter's status, run nothing"
     )
-    parser.add_argument("--stale", action="store_true", help="run only chapters that are not ok")
+    parser.add_argument(
+        "--stale",
+        action="store_true",
+        help="run only chapters that are not ok (refresh text-only changes without running)",
+    )
     args = parser.parse_args(argv)
     if args.copy_from:
         prepare_book(args.copy_from, args.book)
@@ -607,7 +690,15 @@ def main(argv: list[str] | None = None) -> int:
             for s in status:
                 print(f"{s.name:24s} {s.state:10s} {s.profile or '-':6s} {'; '.join(s.reasons)}")
             return 0 if all(s.ok for s in status) else 1
-        names = [s.name for s in status if not s.ok or s.profile != args.profile]
+        names = []
+        for s in status:
+            if s.ok and s.profile == args.profile:
+                continue
+            if s.state == "stale" and s.sections_ok and s.profile == args.profile:
+                if refresh_text(s.name, args.src, args.book):
+                    print(f"{s.name}: text and tags refreshed from its notebook (code unchanged)")
+                    continue
+            names.append(s.name)
         if not names:
             print("every chapter is up to date")
             return 0

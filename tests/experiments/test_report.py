@@ -130,6 +130,9 @@ def test_source_hash_sees_sources_not_outputs():
     as_list = json.loads(json.dumps(nb))
     as_list["cells"][1]["source"] = ["x ", "= 1"]
     assert report.source_hash(as_list) == report.source_hash(nb)
+    tagged = json.loads(json.dumps(nb))
+    tagged["cells"][1]["metadata"]["tags"] = ["hide-cell"]
+    assert report.source_hash(tagged) != report.source_hash(nb)
 
 
 def test_record_profiles_logs_each_call_with_the_hash_of_what_it_returned(tmp_path, monkeypatch):
@@ -246,6 +249,82 @@ def test_chapter_status_ok_missing_unrecorded_and_stale(tmp_path):
     assert len(problems) == 3 and all(
         "regenerate it with `make report NOTEBOOKS=" in p for p in problems
     )
+
+
+def papermill_copy(project: Path, name: str, source: dict) -> Path:
+    """An executed copy as papermill and the driver leave it: injected parameters, outputs."""
+    cells = []
+    for cell in json.loads(json.dumps(source))["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": cell["source"]}]
+        cells.append(cell)
+        if "parameters" in cell["metadata"].get("tags", []):
+            cells.append(code('profile = "cpu"', tags=["injected-parameters"]))
+    return executed_copy(project, name, {**source, "cells": cells}, [section(project)])
+
+
+def test_refresh_text_takes_text_and_tags_when_the_code_is_unchanged(tmp_path, capsys):
+    project = make_project(tmp_path, ("alpha",))
+    book, src_path = project / "book", project / "notebooks" / "alpha.ipynb"
+    src = notebook(
+        [
+            markdown("# Alpha"),
+            code('profile = "cpu"', tags=["parameters"]),
+            code("x = 1"),
+            markdown("old text"),
+            code("table()"),
+        ]
+    )
+    path = papermill_copy(project, "alpha", src)
+    record = report.chapter_metadata(path)
+    record["source_hash"] = report.source_hash(src)
+    nb = json.loads(path.read_text())
+    nb["metadata"][report.METADATA_KEY] = record
+    path.write_text(json.dumps(nb))
+    src_path.write_text(json.dumps(src))
+    assert report.chapter_status(book)[0].ok
+
+    src["cells"][3]["source"] = "new text"
+    src["cells"][4]["metadata"]["tags"] = ["hide-cell"]
+    src_path.write_text(json.dumps(src))
+    status = report.chapter_status(book)[0]
+    assert status.state == "stale" and status.sections_ok
+    assert report.refresh_text("alpha", project / "notebooks", book) is True
+    assert report.chapter_status(book)[0].ok
+    out = json.loads(path.read_text())
+    assert [c["source"] for c in out["cells"]] == [
+        "# Alpha",
+        'profile = "cpu"',
+        'profile = "cpu"',
+        "x = 1",
+        "new text",
+        "table()",
+    ]
+    assert [c["metadata"].get("tags") for c in out["cells"]] == [
+        None,
+        ["parameters", "remove-cell"],
+        ["injected-parameters", "remove-cell"],
+        ["hide-input"],
+        None,
+        ["hide-cell"],
+    ]
+    assert out["cells"][5]["outputs"][0]["text"] == "table()"
+    kept = out["metadata"][report.METADATA_KEY]
+    assert kept["elapsed_s"] == record["elapsed_s"] and "text_refreshed_utc" in kept
+
+    # the CLI's --stale refreshes such a chapter and executes nothing
+    src["cells"][3]["source"] = "newer text"
+    src_path.write_text(json.dumps(src))
+    args = ["--book", str(book), "--src", str(project / "notebooks"), "--stale"]
+    assert report.main(args) == 0
+    assert "alpha: text and tags refreshed" in capsys.readouterr().out
+    assert report.chapter_status(book)[0].ok
+
+    # changed code must be executed again
+    src["cells"][2]["source"] = "x = 2"
+    src_path.write_text(json.dumps(src))
+    assert report.refresh_text("alpha", project / "notebooks", book) is False
+    assert report.chapter_status(book)[0].state == "stale"
 
 
 def test_command_names_a_non_default_profile():
