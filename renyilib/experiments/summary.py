@@ -16,11 +16,16 @@ notebooks), so the table changes when a chapter is regenerated::
         ours: "τ {cifar:tau_layers_best_min:.2f}–{cifar:tau_layers_best_max:.2f}"
         verdict: holds                         # one of VERDICTS
         section: cifar#the-correlation-study   # chapter[#heading-anchor] that shows it
+        rests_on:                              # optional: what the verdict needs
+          - "{cifar:tau_layers_best_min} > 0"
 
 A placeholder ``{chapter:key}`` or ``{chapter:key:format}`` is the value that
 ``notebooks/<chapter>.ipynb`` glued under ``key`` (formatted like myst-nb's
 ``{glue:text}``: the text is literal-evaluated, then ``format(value, spec)``).
 ``ours`` may also be plain text where a chapter shows no single number.
+``rests_on`` lists comparisons of glued numbers that the verdict depends on
+(:func:`failed_conditions`): when a rerun makes one false, the table is not
+rendered (the book does not build) until the verdict is reviewed.
 
 The second table lists each chapter's profile, wall time, date and code
 version, from the run record the report driver stores in each executed
@@ -52,6 +57,7 @@ __all__ = [
     "chapter_title",
     "load_claims",
     "fill_placeholders",
+    "failed_conditions",
     "claims_markdown",
     "display_version",
     "chapter_runs_markdown",
@@ -63,6 +69,7 @@ _GLUE_PREFIX = "application/papermill.record/"
 #: A placeholder ``{chapter:key}`` or ``{chapter:key:format}`` in ``claims.yml``.
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+):([A-Za-z0-9_]+)(?::([^{}]*))?\}")
 _FIELDS = ("paper", "claim", "where", "theirs", "ours", "verdict", "section")
+_COMPARISON = re.compile(r"^\s*(.+?)\s*(<=|>=|<|>)\s*(.+?)\s*$")
 
 
 class ClaimsError(ValueError):
@@ -130,7 +137,7 @@ def chapter_title(notebook: str | os.PathLike | dict) -> str:
     return ""
 
 
-def load_claims(path: str | os.PathLike) -> tuple[dict[str, str], list[dict[str, str]]]:
+def load_claims(path: str | os.PathLike) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Read and check ``claims.yml``: the papers' short names and the claims.
 
     Raises:
@@ -157,9 +164,61 @@ def load_claims(path: str | os.PathLike) -> tuple[dict[str, str], list[dict[str,
             raise ClaimsError(
                 f"{where}: verdict must be one of {VERDICTS}, got {claim['verdict']!r}"
             )
-    return {str(k): str(v) for k, v in papers.items()}, [
-        {k: str(v) for k, v in c.items()} for c in claims
-    ]
+        rests_on = claim.get("rests_on", [])
+        rests_on = [rests_on] if isinstance(rests_on, str) else rests_on
+        if not isinstance(rests_on, list) or not all(
+            isinstance(c, str) and _COMPARISON.match(c) for c in rests_on
+        ):
+            raise ClaimsError(
+                f"{where}: rests_on must be comparisons like '{{chapter:key}} > 0', got {rests_on!r}"
+            )
+    out = []
+    for claim in claims:
+        entry: dict[str, Any] = {k: str(v) for k, v in claim.items() if k != "rests_on"}
+        rests_on = claim.get("rests_on", [])
+        entry["rests_on"] = [rests_on] if isinstance(rests_on, str) else list(rests_on)
+        out.append(entry)
+    return {str(k): str(v) for k, v in papers.items()}, out
+
+
+def _number(text: str) -> float:
+    cleaned = text.replace(",", "").replace("%", "").replace("−", "-").strip()
+    try:
+        return float(cleaned)
+    except ValueError:
+        raise ClaimsError(f"{text!r} is not a number") from None
+
+
+def failed_conditions(conditions: list[str], glued: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The conditions a verdict rests on that are false now (each with its values).
+
+    A condition compares two numbers, each a number or a placeholder:
+    ``"{cifar:tau_all_best} < {cifar:tau_best_baseline}"``, ``"{x:n} >= 10"``.
+    ``%`` signs and thousands separators in a glued value are ignored.
+
+    Raises:
+        ClaimsError: A condition is not a comparison, or a side is not a number.
+
+    >>> failed_conditions(["{c:tau} > 0.5", "{c:tau} < 1"], {"c": {"tau": "0.4"}})
+    ['{c:tau} > 0.5 (0.4 > 0.5)']
+    """
+    ops = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }
+    failed = []
+    for condition in conditions:
+        match = _COMPARISON.match(condition)
+        if match is None:
+            raise ClaimsError(f"{condition!r} is not a comparison (<, <=, >, >=)")
+        left, op, right = match.groups()
+        a = _number(fill_placeholders(left, glued))
+        b = _number(fill_placeholders(right, glued))
+        if not ops[op](a, b):
+            failed.append(f"{condition} ({a:g} {op} {b:g})")
+    return failed
 
 
 def fill_placeholders(text: str, glued: Mapping[str, Mapping[str, str]]) -> str:
@@ -232,8 +291,15 @@ def claims_markdown(
         try:
             ours = fill_placeholders(claim["ours"], glued)
             theirs = fill_placeholders(claim["theirs"], glued)
+            failed = failed_conditions(claim["rests_on"], glued)
         except ClaimsError as exc:
             raise ClaimsError(f"{claims_path}: claim {i + 1}: {exc}") from None
+        if failed:
+            raise ClaimsError(
+                f"{claims_path}: claim {i + 1} ({claim['claim'][:60]!r}): its verdict "
+                f"{claim['verdict']!r} rests on {'; '.join(failed)}, which no longer holds: "
+                "review the verdict and its conditions"
+            )
         target = f"{chapter_dir}/{chapter}.ipynb" + (f"#{anchor}" if anchor else "")
         rows[claim["paper"]].append(
             f"| [{_cell(claim['claim'])}]({target}) ({_cell(claim['where'])}) "

@@ -533,6 +533,35 @@ def test_claims_markdown_pastes_our_numbers_and_links_the_section(tmp_path):
         summary.claims_markdown(path, project / "book")
 
 
+def test_failed_conditions_compares_glued_numbers():
+    glue = {"c": {"tau": "0.35", "base": "0.78", "err": "'10.1 %'", "n": "'1,451'"}}
+    assert summary.failed_conditions([], glue) == []
+    assert summary.failed_conditions(["{c:tau} < {c:base}", "{c:err} > 2"], glue) == []
+    assert summary.failed_conditions(["{c:n} >= 1451", "{c:tau} <= 0.35"], glue) == []
+    assert summary.failed_conditions(["{c:tau} > {c:base}"], glue) == [
+        "{c:tau} > {c:base} (0.35 > 0.78)"
+    ]
+    with pytest.raises(summary.ClaimsError, match="not a comparison"):
+        summary.failed_conditions(["{c:tau}"], glue)
+    with pytest.raises(summary.ClaimsError, match="is not a number"):
+        summary.failed_conditions(["{c:tau} > abc"], glue)
+
+
+def test_a_verdict_whose_condition_fails_stops_the_table(tmp_path):
+    project = make_project(tmp_path, ("alpha",))
+    nb = notebook([markdown("# Alpha"), code("g", outputs=[glued("tau", 0.8312)])])
+    executed_copy(project, "alpha", nb, [])
+    path = project / "book" / "claims.yml"
+    write_claims(path, [{**CLAIM, "rests_on": "{alpha:tau} > 0.5"}])
+    assert "**holds**" in summary.claims_markdown(path, project / "book")
+    write_claims(path, [{**CLAIM, "rests_on": ["{alpha:tau} > 0.5", "{alpha:tau} > 0.9"]}])
+    with pytest.raises(summary.ClaimsError, match=r"rests on \{alpha:tau\} > 0.9 \(0.8312 > 0.9\)"):
+        summary.claims_markdown(path, project / "book")
+    write_claims(path, [{**CLAIM, "rests_on": ["no comparison"]}])
+    with pytest.raises(summary.ClaimsError, match="rests_on must be comparisons"):
+        summary.load_claims(path)
+
+
 def test_chapter_runs_markdown_lists_runs_and_spells_out_dirty(tmp_path):
     project = make_project(tmp_path, ("alpha", "beta"))
     nb = notebook([markdown("# Alpha chapter")])
