@@ -87,6 +87,7 @@ def test_run_measure_table_export(tmp_path: Path) -> None:
     ):
         assert col in table and np.isfinite(table[col]).all(), col
     assert (table["adaptive"] >= 0).all()
+    assert (table["train_seconds"] > 0).all() and (table["measure_seconds"] > 0).all()
     assert any(c.startswith("renyi:") for c in table)
     # exported table + provenance
     path = study.export_results(
@@ -116,7 +117,7 @@ def _fake_tables(n: int = 12, seed: int = 0) -> dict[str, pd.DataFrame]:
             "gap": test - 0.1,
             "train_loss": np.full(n, 0.1),
             "epochs": np.full(n, 3),
-            "seconds": np.ones(n),
+            "train_seconds": np.ones(n),
             "adaptive": -test + 0.01 * rng.random(n),
             "adaptive_rho=0.05": test,
             "renyi:all:0.5": test + 0.1 * rng.random(n),
