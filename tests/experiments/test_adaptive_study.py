@@ -154,4 +154,7 @@ def test_analysis_functions() -> None:
     # a zoo too small to split is left out of the held-out selection, not an error
     small = {"abalone-fcnn": tables["abalone-fcnn"].groupby("zoo").head(3)}
     assert study.renyi_heldout(small, n_splits=5).empty
-    assert np.isnan(study.headline({"abalone-fcnn": small["abalone-fcnn"].head(2)})["tau"]).all()
+    tiny = study.headline({"abalone-fcnn": small["abalone-fcnn"].head(2)})
+    assert np.isnan(tiny["tau"]).all()
+    assert "τ not computed (2 models" in study.verdict(tiny)
+    assert "too few models" in study.comparison_verdict(tiny, held, allm)
