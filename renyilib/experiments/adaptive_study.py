@@ -674,6 +674,12 @@ def verdict(taus: pd.DataFrame) -> str:
     """One sentence per task on the sign and significance of τ(adaptive sharpness, test loss)."""
     lines = []
     for row in taus.itertuples():
+        if not np.isfinite(row.tau):
+            lines.append(
+                f"{row.task}: τ not computed ({row.n} models, too few for a rank correlation); "
+                f"the replication reported {REPLICATION_TAU[row.task]:+.3f}."
+            )
+            continue
         sig = "significant" if row.pvalue < 0.05 else "not significant"
         sign = "negative" if row.tau < 0 else "positive"
         same = (row.tau < 0) == (REPLICATION_TAU[row.task] < 0)
@@ -1004,6 +1010,9 @@ def comparison_verdict(head: pd.DataFrame, heldout: pd.DataFrame, allm: pd.DataF
     lines = []
     base = allm[(allm["target"] == "test_loss") & allm["measure"].isin(_BASELINES)]
     for row in head.itertuples():
+        if not np.isfinite(row.tau):
+            lines.append(f"{row.task} ({row.zoo} zoo, {row.n} models): too few models for τ.")
+            continue
         h = (
             heldout[(heldout["task"] == row.task) & (heldout["zoo"] == row.zoo)]
             if len(heldout)
