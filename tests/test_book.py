@@ -283,7 +283,9 @@ def test_every_page_in_a_browser_without_network(which, browser, serve):
             msg = json.loads(entry["message"])["message"]
             if msg.get("method") == "Network.requestWillBeSent":
                 url = msg["params"]["request"]["url"]
-                if not url.startswith((base, "data:", "blob:", "about:")):
+                # chrome:// and the like are the browser's own pages, not the network
+                external = url.startswith(("http:", "https:", "ws:", "wss:", "ftp:"))
+                if external and not url.startswith(base):
                     problems.append(f"{where}: requested {url} (the book must work offline)")
             elif msg.get("method") == "Network.loadingFailed":
                 problems.append(f"{where}: a request failed: {msg['params'].get('errorText')}")
