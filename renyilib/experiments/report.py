@@ -113,8 +113,10 @@ class ChapterStatus:
             copy without the driver's metadata) or ``"stale"``.
         reasons: One sentence per mismatch (empty when ``ok``).
         profile: The profile the copy ran in (``None`` unless recorded).
-        sections_ok: Whether every ``_config.yml`` section it read is unchanged
-            (then a stale chapter differs from its notebook only).
+        sections_ok: Whether every ``_config.yml`` section it read is unchanged.
+        text_only: Stale only because the notebook's Markdown or tags changed,
+            its code cells unchanged: :func:`refresh_text` (``make
+            report-stale``) brings it up to date without executing it.
     """
 
     name: str
@@ -122,6 +124,7 @@ class ChapterStatus:
     reasons: tuple[str, ...] = ()
     profile: str | None = None
     sections_ok: bool = True
+    text_only: bool = False
 
     @property
     def ok(self) -> bool:
@@ -131,6 +134,8 @@ class ChapterStatus:
     def command(self) -> str:
         """The command that regenerates this chapter (in its recorded profile)."""
         profile = f" PROFILE={self.profile}" if self.profile not in (None, "cpu") else ""
+        if self.text_only:
+            return f"make report-stale NOTEBOOKS={self.name}{profile} (refreshes, runs nothing)"
         return f"make report NOTEBOOKS={self.name}{profile}"
 
     def message(self) -> str:
@@ -180,6 +185,21 @@ def _text(source: str | list[str]) -> str:
 
 def _tags(cell: dict) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _ran_code(executed: dict) -> list[dict]:
+    """The code cells of an executed copy that came from its notebook (not papermill's)."""
+    return [
+        c
+        for c in executed.get("cells", [])
+        if c.get("cell_type") == "code" and "injected-parameters" not in _tags(c)
+    ]
+
+
+def _same_code(executed: dict, source: dict) -> bool:
+    code = [c for c in source.get("cells", []) if c.get("cell_type") == "code"]
+    ran = _ran_code(executed)
+    return [_text(c.get("source", "")) for c in ran] == [_text(c.get("source", "")) for c in code]
 
 
 def source_hash(notebook: str | os.PathLike | dict) -> str:
@@ -367,13 +387,23 @@ def chapter_status(
             if config_hash(settings) != section["hash"]:
                 reasons.append(f"{where} changed since it ran")
         sections_ok = not reasons
+        text_only = False
         src = sources / f"{name}.ipynb"
         if not src.is_file():
             reasons.append(f"its source notebook {src.name} no longer exists")
         elif source_hash(src) != record.get("source_hash"):
-            reasons.append(f"notebooks/{src.name} changed since it ran")
+            source = json.loads(src.read_text())
+            if _same_code(json.loads(path.read_text()), source):
+                reasons.append(f"the text or tags of notebooks/{src.name} changed since it ran")
+                text_only = sections_ok and len(reasons) == 1
+            else:
+                reasons.append(f"notebooks/{src.name} changed since it ran")
         state = "stale" if reasons else "ok"
-        out.append(ChapterStatus(name, state, tuple(reasons), record.get("profile"), sections_ok))
+        out.append(
+            ChapterStatus(
+                name, state, tuple(reasons), record.get("profile"), sections_ok, text_only
+            )
+        )
     return out
 
 
@@ -419,15 +449,9 @@ def refresh_text(
             f"{path} has no run record; execute it with `make report NOTEBOOKS={name}`"
         )
     injected = [c for c in executed["cells"] if "injected-parameters" in _tags(c)]
-    ran = [
-        c
-        for c in executed["cells"]
-        if c.get("cell_type") == "code" and "injected-parameters" not in _tags(c)
-    ]
-    code = [c for c in source["cells"] if c.get("cell_type") == "code"]
-    if [_text(c.get("source", "")) for c in ran] != [_text(c.get("source", "")) for c in code]:
+    if not _same_code(executed, source):
         return False
-    outputs = iter(ran)
+    outputs = iter(_ran_code(executed))
     cells = []
     for cell in source["cells"]:
         if cell.get("cell_type") != "code":
@@ -694,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in status:
             if s.ok and s.profile == args.profile:
                 continue
-            if s.state == "stale" and s.sections_ok and s.profile == args.profile:
+            if s.text_only and s.profile == args.profile:
                 if refresh_text(s.name, args.src, args.book):
                     print(f"{s.name}: text and tags refreshed from its notebook (code unchanged)")
                     continue

@@ -288,7 +288,9 @@ def test_refresh_text_takes_text_and_tags_when_the_code_is_unchanged(tmp_path, c
     src["cells"][4]["metadata"]["tags"] = ["hide-cell"]
     src_path.write_text(json.dumps(src))
     status = report.chapter_status(book)[0]
-    assert status.state == "stale" and status.sections_ok
+    assert status.state == "stale" and status.sections_ok and status.text_only
+    assert status.reasons == ("the text or tags of notebooks/alpha.ipynb changed since it ran",)
+    assert "make report-stale NOTEBOOKS=alpha (refreshes, runs nothing)" in status.message()
     assert report.refresh_text("alpha", project / "notebooks", book) is True
     assert report.chapter_status(book)[0].ok
     out = json.loads(path.read_text())
@@ -324,7 +326,9 @@ def test_refresh_text_takes_text_and_tags_when_the_code_is_unchanged(tmp_path, c
     src["cells"][2]["source"] = "x = 2"
     src_path.write_text(json.dumps(src))
     assert report.refresh_text("alpha", project / "notebooks", book) is False
-    assert report.chapter_status(book)[0].state == "stale"
+    status = report.chapter_status(book)[0]
+    assert status.state == "stale" and not status.text_only
+    assert status.command == "make report NOTEBOOKS=alpha"
 
 
 def test_command_names_a_non_default_profile():
