@@ -63,7 +63,16 @@ __all__ = [
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: Names accepted by :func:`compute_measures`.
-MEASURES = ("trace", "lambda_max", "fisher_rao", "pacbayes", "param_norm", "sam", "asam")
+MEASURES = (
+    "trace",
+    "lambda_max",
+    "fisher_rao",
+    "pacbayes",
+    "param_norm",
+    "sam",
+    "asam",
+    "min_sharpness",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -777,7 +786,9 @@ def compute_measures(
         Dict ``{name: value}`` of the headline numbers (``trace``, ``lambda_max``,
         ``fisher_rao``, ``pacbayes_flat``, ``pacbayes_orig``, ``pacbayes_sigma``
         (NaN unless the σ' search converged), ``pacbayes_converged``,
-        ``param_norm``, ``sam``, ``asam``), plus ``details`` (each measure's full
+        ``param_norm``, ``sam``, ``asam``, ``min_sharpness`` (NaN for a network
+        outside its scope — BatchNorm, residual connections, smooth activations —
+        with the reason in ``details``)), plus ``details`` (each measure's full
         dict with its settings) and ``seconds`` per measure.
     """
     unknown = [w for w in which if w not in MEASURES]
@@ -812,6 +823,16 @@ def compute_measures(
         elif name == "sam":
             r = sam_sharpness(model, loss_fn, data, seed=seed, **kw)
             out["sam"] = r["sharpness"]
+        elif name == "min_sharpness":
+            from renyilib.minimum_sharpness import minimum_sharpness
+
+            try:
+                res = minimum_sharpness(model, loss_fn, data, seed=seed, **kw)
+                r = res.as_dict()
+                out["min_sharpness"] = res.value if res.converged else float("nan")
+            except ValueError as err:  # not a rescalable feed-forward ReLU network
+                r = {"min_sharpness": float("nan"), "refused": str(err)}
+                out["min_sharpness"] = float("nan")
         else:
             r = asam_sharpness(model, loss_fn, data, seed=seed, **kw)
             out["asam"] = r["sharpness"]

@@ -423,6 +423,26 @@ def test_compute_measures_all_on_tiny_mlp():
         "param_norm",
         "sam",
         "asam",
+        "min_sharpness",
     }
+    # the model is left in train mode here: minimum sharpness refuses it (NaN, reason recorded)
+    assert np.isnan(a["min_sharpness"]) and "train mode" in a["details"]["min_sharpness"]["refused"]
     with pytest.raises(ValueError, match="unknown measures"):
         compute_measures(model, loss_fn, (x, y), which=["nope"])
+
+
+def test_compute_measures_has_minimum_sharpness_and_refuses_out_of_scope_models():
+    from renyilib.measures import compute_measures
+    from renyilib.minimum_sharpness import minimum_sharpness
+
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    x = torch.randn(30, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,))
+    loss = nn.CrossEntropyLoss()
+    out = compute_measures(relu, loss, (x, y), which=["min_sharpness"])
+    assert out["min_sharpness"] == pytest.approx(minimum_sharpness(relu, loss, (x, y)).value)
+    assert out["details"]["min_sharpness"]["converged"]
+    tanh = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double().eval()
+    out = compute_measures(tanh, loss, (x, y), which=["min_sharpness"])
+    assert np.isnan(out["min_sharpness"]) and "refused" in out["details"]["min_sharpness"]

@@ -64,6 +64,7 @@ BASELINES = (
     "param_norm",
     "sam",
     "asam",
+    "min_sharpness",
 )
 
 #: Their names in figures and tables.
@@ -76,6 +77,7 @@ BASELINE_LABELS = {
     "param_norm": "parameter norm",
     "sam": "SAM sharpness",
     "asam": "ASAM sharpness",
+    "min_sharpness": "minimum sharpness",
 }
 
 
