@@ -130,6 +130,7 @@ def zoo_description(tables: dict[str, Any], task: str) -> dict[str, Any]:
     from renyilib.experiments import zoo
     from renyilib.experiments.config import load_profile
     from renyilib.experiments.models import count_parameters
+    from renyilib.experiments.summary import display_version
     from renyilib.hessian import layer_blocks
 
     runs, meta, mcfg = tables["runs"], tables["meta"], tables["measure"]
@@ -148,9 +149,9 @@ def zoo_description(tables: dict[str, Any], task: str) -> dict[str, Any]:
     n_conv = int(runs["converged"].astype(bool).sum())
     numbers = {
         "task": meta["task"],
-        "trained_code": ", ".join(dict.fromkeys(trained)),
-        "measured_code": mcfg["code_version"],
-        "exported_code": meta.get("exported_with_code_version", "n/a"),
+        "trained_code": ", ".join(dict.fromkeys(display_version(v) for v in trained)),
+        "measured_code": display_version(mcfg["code_version"]),
+        "exported_code": display_version(meta.get("exported_with_code_version", "n/a")),
         "measure_profile": mcfg.get("profile", "n/a"),
         "n_runs": len(runs),
         "n_converged": n_conv,
@@ -189,7 +190,7 @@ def zoo_description(tables: dict[str, Any], task: str) -> dict[str, Any]:
             "runs (zoo table)": len(runs),
             "runs measured": mcfg.get("runs_measured"),
             "trained with code": numbers["trained_code"],
-            "measured with code": mcfg["code_version"],
+            "measured with code": display_version(mcfg["code_version"]),
             "measurement profile": mcfg.get("profile"),
             "Rényi (SLQ)": ", ".join(f"{k}={v}" for k, v in renyi_set.items()),
             "baselines": ", ".join(base_set.get("which", [])),
