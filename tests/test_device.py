@@ -179,7 +179,7 @@ def _cases():
     def renyi(method):
         def run(model, loss, data):
             df = renyi_sharpness(
-                model, loss, data, [0.5, 2.0], "both", 4, 5, method=method, progress=False
+                model, loss, data, [0.5, 2.0], "both", 4, 5, spectrum=method, progress=False
             )
             return [df["entropy"].to_numpy()]
 
