@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from renyilib.experiments.summary import display_version
 from renyilib.hessian import hessian_operator, layer_blocks
 from renyilib.lanczos import SpectralQuadrature, slq
 from renyilib.renyi import PAPER_ALPHAS, renyi_entropy, renyi_sharpness
@@ -454,7 +455,7 @@ def frontier_results(root: str | os.PathLike) -> dict[str, Any] | None:
         "bench_date": meta["date_utc"],
         "bench_machine": f"{meta['machine']}, {meta['cpu_count']} cores, "
         f"{meta['torch_threads']} torch thread(s), torch {meta['torch']}",
-        "bench_version": meta["code_version"],
+        "bench_version": display_version(meta["code_version"]),
         "bench_renyilib_s": reach_text("renyilib"),
         "bench_pyhessian_s": reach_text("pyhessian"),
         "bench_speedup": f"{s['speedup']:.1f}×",
