@@ -210,6 +210,7 @@ def zoo_study(
     from renyilib.experiments import zoo
     from renyilib.experiments.config import find_config, load_profile
     from renyilib.experiments.io import code_version
+    from renyilib.experiments.summary import display_version
     from renyilib.experiments.train import CONVERGED_TRAIN_ACC, CONVERGED_TRAIN_LOSS
 
     cfg = load_profile("zoo", profile)
@@ -230,7 +231,7 @@ def zoo_study(
     criterion = training["criterion"]
     cifar = zoo.profile_settings("cifar10-resnet18", "cpu")
     numbers: dict[str, Any] = {
-        "code_version": code_version(),
+        "code_version": display_version(code_version()),
         "tasks": ", ".join(tasks),
         "jobs": jobs,
         "train_minutes": f"{training['seconds'] / 60:.1f}",
