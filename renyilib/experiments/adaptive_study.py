@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from renyilib.adaptive_sharpness import adaptive_sharpness, average_sharpness
+from renyilib.experiments.correlation_study import BASELINES
 from renyilib.experiments.io import (
     code_version,
     config_hash,
@@ -776,17 +777,6 @@ if __name__ == "__main__":
 
 # --------------------------------------------------------------------------- analysis (the chapter)
 
-_BASELINES = (
-    "trace",
-    "lambda_max",
-    "fisher_rao",
-    "pacbayes_flat",
-    "pacbayes_orig",
-    "param_norm",
-    "sam",
-    "asam",
-)
-
 
 def measure_columns(table: pd.DataFrame) -> list[str]:
     """The measure columns of a zoo table, in display order (adaptive family, Rényi, baselines)."""
@@ -795,7 +785,7 @@ def measure_columns(table: pd.DataFrame) -> list[str]:
         (c for c in table if c.startswith("adaptive_rho=")), key=lambda c: float(c.split("=")[1])
     )
     cols += [c for c in table if c.startswith("renyi:")]
-    cols += [c for c in _BASELINES if c in table]
+    cols += [c for c in BASELINES if c in table]
     return cols
 
 
@@ -1008,7 +998,7 @@ def comparison_verdict(head: pd.DataFrame, heldout: pd.DataFrame, allm: pd.DataF
     Rényi sharpness with a held-out α beats adaptive sharpness in |τ|.
     """
     lines = []
-    base = allm[(allm["target"] == "test_loss") & allm["measure"].isin(_BASELINES)]
+    base = allm[(allm["target"] == "test_loss") & allm["measure"].isin(BASELINES)]
     for row in head.itertuples():
         if not np.isfinite(row.tau):
             lines.append(f"{row.task} ({row.zoo} zoo, {row.n} models): too few models for τ.")
