@@ -94,6 +94,20 @@ _LAYER_TYPES = (
     nn.ConvTranspose3d,
 )
 
+#: Layer classes of other libraries, by ``module.qualname`` (matched over the class's
+#: MRO without importing them): torch_geometric's ``Linear`` is what ``GATConv``,
+#: ``GCNConv`` and the other message-passing layers hold as their linear maps.
+_FOREIGN_LAYER_TYPES = frozenset({"torch_geometric.nn.dense.linear.Linear"})
+
+
+def _is_layer(module: nn.Module) -> bool:
+    if isinstance(module, _LAYER_TYPES):
+        return True
+    return any(
+        f"{c.__module__}.{c.__qualname__}" in _FOREIGN_LAYER_TYPES for c in type(module).__mro__
+    )
+
+
 #: Columns per vmapped product (memory grows with it like a batch of that many products).
 _BATCHED_CHUNK = 32
 
@@ -102,6 +116,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def layer_blocks(model: nn.Module, example_input: Any = None) -> dict[str, list[str]]:
     """The paper's "layers": the weight tensor of every Conv / Linear layer, then ``"all"``.
+
+    Layers are ``torch.nn`` Linear / Conv / ConvTranspose modules and the
+    ``torch_geometric.nn.dense.linear.Linear`` maps inside message-passing
+    layers (e.g. ``GATConv.lin``; recognized by class name, torch_geometric is
+    not imported). Attention vectors and other parameters belong to ``"all"``.
 
     Each layer block is named by its parameter name (e.g. ``"features.0.weight"``)
     and holds that one weight tensor. Biases, normalization and other parameters
@@ -135,7 +154,7 @@ def layer_blocks(model: nn.Module, example_input: Any = None) -> dict[str, list[
     layers: list[tuple[nn.Module, str]] = []
     seen: set[int] = set()
     for _mod_name, module in model.named_modules():
-        if isinstance(module, _LAYER_TYPES) and id(module) not in seen:
+        if _is_layer(module) and id(module) not in seen:
             weight = getattr(module, "weight", None)
             if isinstance(weight, nn.Parameter) and id(weight) in param_ids:
                 seen.add(id(module))

@@ -163,6 +163,27 @@ def test_layer_blocks_forward_order():
     assert "bn.weight" in layer_blocks(net)["all"] and "bn.weight" not in layer_blocks(net)
 
 
+def test_layer_blocks_message_passing_linears():
+    """GATConv's linear map (torch_geometric's own ``Linear``) is a layer; its attention vectors are not."""
+    pyg = pytest.importorskip("torch_geometric.nn")
+
+    class TwoGAT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = pyg.GATConv(5, 4, heads=2)
+            self.conv2 = pyg.GATConv(8, 3, heads=1)
+
+        def forward(self, x, edge_index):
+            return self.conv2(torch.relu(self.conv1(x, edge_index)), edge_index)
+
+    net = TwoGAT()
+    blocks = layer_blocks(net)
+    assert list(blocks) == ["conv1.lin.weight", "conv2.lin.weight", "all"]
+    assert "conv1.att_src" in blocks["all"] and "conv1.att_src" not in blocks
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    assert list(layer_blocks(net, (torch.randn(4, 5), edge_index)))[:2] == list(blocks)[:2]
+
+
 def test_errors(mlp_data):
     model = tiny_mlp()
     with pytest.raises(KeyError, match=r"valid blocks.*0\.weight"):

@@ -63,8 +63,13 @@ from renyilib.experiments.io import (
     write_json,
 )
 from renyilib.experiments.replication_data import ReplicationData, load_replication_data
-from renyilib.experiments.replication_models import build_replication_model, xavier_init
+from renyilib.experiments.replication_models import (
+    build_replication_model,
+    fold_batchnorm,
+    xavier_init,
+)
 from renyilib.measures import compute_measures
+from renyilib.minimum_sharpness import minimum_sharpness
 from renyilib.renyi import renyi_sharpness
 from renyilib.statistics import kendall_tau
 
@@ -76,13 +81,17 @@ __all__ = [
     "deviation_table",
     "load_task_data",
     "loss_function",
+    "measure_min_sharpness",
     "measure_run",
     "measure_zoo",
+    "min_sharpness_settings",
     "published_pga",
+    "run_and_measure_parallel",
     "run_zoo",
     "train_run",
     "verdict",
     "zoo_configs",
+    "zoo_status",
     "zoo_table",
 ]
 
@@ -370,8 +379,24 @@ def default_measure_settings(task: str, **overrides: Any) -> dict[str, Any]:
         "deviations": True,
         "seed": 0,
     }
+    s.update(_TASK_MEASURE_SETTINGS.get(task, {}))
     s.update(overrides)
     return s
+
+
+#: Per-task changes to the cpu study's measure settings, chosen to fit this machine:
+#: LeNet-5 (175k parameters, 60k images) gets fewer Rényi samples / probes; the GAT
+#: a shorter ρ sweep and only the deviations that can change its τ's sign.
+_TASK_MEASURE_SETTINGS: dict[str, dict[str, Any]] = {
+    "fmnist-lenet5": {"renyi_samples": 256, "num_probes": 5, "lanczos_steps": 15},
+    "cora-gat": {
+        "sweep_restarts": 10,
+        "rho_sweep": [0.01, 0.04],
+        "num_probes": 4,
+        "lanczos_steps": 10,
+        "deviation_variants": ["lr_steps", "inverted_clamp", "published"],
+    },
+}
 
 
 def _renyi_blocks(model: nn.Module) -> list[str]:
@@ -473,6 +498,68 @@ def measure_run(
     return out
 
 
+def min_sharpness_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`measure_min_sharpness` depends on: the Rényi subset (size, seed).
+
+    Minimum sharpness is cached apart from :func:`measure_run` (it was added
+    after the zoos were measured), keyed by this dict only.
+    """
+    return {
+        "measure": "min_sharpness",
+        "samples": settings["renyi_samples"],
+        "seed": settings["seed"],
+    }
+
+
+def measure_min_sharpness(
+    path: str | Path, settings: dict[str, Any], *, root: Any = None, force: bool = False
+) -> dict[str, Any]:
+    """Minimum sharpness (Ibayashi et al. 2021) of one trained run, on the Rényi subset.
+
+    * FCNN (ReLU, MSE): the exact Hessian diagonal by Hessian-vector-product
+      columns (the Gauss–Newton identity of the cheap route needs cross-entropy).
+    * LeNet-5: of the BatchNorm-folded network
+      (:func:`~renyilib.experiments.replication_models.fold_batchnorm`), the same
+      eval-mode function as a plain ReLU CNN; with BatchNorm the layer-wise
+      rescaling does not preserve the function (its running statistics are not
+      rescaled) and the measure is undefined.
+    * GAT: refused (attention and ELU are not positively homogeneous): NaN, with
+      the reason in ``min_sharpness_refused``.
+
+    Returns:
+        ``min_sharpness`` (NaN when refused or unconverged), ``min_sharpness_trace``
+        (the raw diagonal trace of the measured network), ``min_sharpness_network``
+        (``"as trained"`` / ``"BatchNorm folded"``), ``min_sharpness_seconds``
+        (process CPU) and ``min_sharpness_refused`` (``""`` unless refused); cached
+        in ``measures/min_sharpness-<hash>.json``.
+    """
+    path = Path(path)
+    ms = min_sharpness_settings(settings)
+    cache = path / "measures" / f"min_sharpness-{config_hash(ms)}.json"
+    if cache.is_file() and not force:
+        return read_json(cache)["values"]
+    cfg = read_json(path / "config.json")
+    task = cfg["task"]
+    data = load_task_data(task, cfg["synthetic"], root)
+    model = _load_model(path, cfg, data)
+    network = "as trained"
+    if _task(task)["model"] == "lenet5":
+        model, network = fold_batchnorm(model), "BatchNorm folded"
+    sub = _subset(data.train, ms["samples"], ms["seed"])
+    start = time.process_time()
+    out: dict[str, Any] = {"min_sharpness_network": network, "min_sharpness_refused": ""}
+    try:
+        res = minimum_sharpness(model, loss_function(_task(task)["loss"]), sub, seed=ms["seed"])
+        out["min_sharpness"] = res.value if res.converged else float("nan")
+        out["min_sharpness_trace"] = res.trace
+    except ValueError as err:
+        out.update(min_sharpness=float("nan"), min_sharpness_trace=float("nan"))
+        out["min_sharpness_refused"] = str(err)
+    out["min_sharpness_seconds"] = time.process_time() - start
+    write_json(cache, {"settings": ms, "code_version": code_version(), "values": out})
+    return out
+
+
 def _deviation_values(
     model: nn.Module, task: str, loss_fn: Callable, data: ReplicationData, s: dict
 ) -> dict:
@@ -516,11 +603,12 @@ _PUBLISHED = {
 def measure_zoo(
     dirs: Sequence[str | Path], settings: dict[str, Any], *, root: Any = None, progress: bool = True
 ) -> list[dict[str, Any]]:
-    """:func:`measure_run` over finished runs (cached; resumable)."""
+    """:func:`measure_run` and :func:`measure_min_sharpness` over finished runs (cached; resumable)."""
     out = []
     for d in tqdm(list(dirs), disable=not progress, desc="measure"):
         if (Path(d) / "metrics.json").is_file():
-            out.append(measure_run(d, settings, root=root))
+            values = measure_run(d, settings, root=root)
+            out.append({**values, **measure_min_sharpness(d, settings, root=root)})
     return out
 
 
@@ -543,6 +631,13 @@ def zoo_table(out: str | Path, task: str, settings: dict[str, Any] | None = None
             values = dict(read_json(m)["values"])
             row["measure_seconds"] = values.pop("seconds")
             row.update(values)
+            ms = (
+                d
+                / "measures"
+                / f"min_sharpness-{config_hash(min_sharpness_settings(settings))}.json"
+            )
+            if ms.is_file():
+                row.update(read_json(ms)["values"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -708,7 +803,7 @@ def run_and_measure(
         list(configs), disable=not progress, desc=configs[0]["task"] if configs else "zoo"
     ):
         (d,) = run_zoo([cfg], out, root=root, progress=False)
-        measure_run(d, settings, root=root)
+        measure_zoo([d], settings, root=root, progress=False)
 
 
 def export_results(
@@ -745,34 +840,60 @@ def export_results(
     return path
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    import json
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m renyilib.experiments.adaptive_study")
-    ap.add_argument("action", choices=["run", "export"])
-    ap.add_argument("--task", required=True, choices=sorted(TASKS))
-    ap.add_argument("--zoo", default="seed", choices=["seed", "hparam"])
-    ap.add_argument("--size", type=int, default=50)
-    ap.add_argument("--out", default="data/zoo/adaptive")
-    ap.add_argument("--dest", default="data/results/adaptive-sharpness")
-    ap.add_argument("--settings", default="{}", help="JSON overrides of default_measure_settings")
-    ap.add_argument("--synthetic", action="store_true")
-    ap.add_argument("--start", type=int, default=0, help="first config of the zoo to run (shards)")
-    ap.add_argument("--stop", type=int, default=None, help="stop before this config (shards)")
-    args = ap.parse_args(argv)
-    settings = default_measure_settings(args.task, **json.loads(args.settings))
-    if args.action == "run":
-        cfgs = zoo_configs(args.task, args.zoo, args.size, synthetic=args.synthetic)
-        run_and_measure(cfgs[args.start : args.stop], args.out, settings)
-    else:
-        print(export_results(args.out, args.task, settings, args.dest, " ".join(sys.argv)))
-    return 0
+def _train_and_measure(config: dict[str, Any], out: str, settings: dict, root: Any) -> str:
+    (d,) = run_zoo([config], out, root=root, progress=False)
+    measure_zoo([d], settings, root=root, progress=False)
+    return str(d)
 
 
-if __name__ == "__main__":
-    raise SystemExit(_main())
+def run_and_measure_parallel(
+    configs: Sequence[dict[str, Any]],
+    out: str | Path,
+    settings: dict[str, Any],
+    *,
+    jobs: int = 1,
+    threads: int | None = 1,
+    root: Any = None,
+    progress: bool = True,
+) -> list[Any]:
+    """:func:`run_and_measure` over ``jobs`` spawned workers (``renyilib zoo run --jobs``).
+
+    Each worker trains and measures one config after the other; a run is whole
+    or absent, so the call is resumable. Returns each config's run folder, or
+    the exception its worker raised.
+    """
+    from renyilib.experiments.parallel import map_processes
+
+    return map_processes(
+        _train_and_measure,
+        list(configs),
+        jobs=jobs,
+        threads=threads,
+        kwargs={"out": str(out), "settings": settings, "root": None if root is None else str(root)},
+        progress=progress,
+        desc=configs[0]["task"] if configs else "zoo",
+    )
+
+
+def zoo_status(out: str | Path, configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per config: ``index, task, zoo, seed, hash, status`` (done / missing) and ``measured``."""
+    rows = []
+    for i, cfg in enumerate(configs):
+        d = _run_dir(Path(out), cfg)
+        rows.append(
+            {
+                "index": i,
+                "task": cfg["task"],
+                "zoo": cfg["zoo"],
+                "seed": cfg["seed"],
+                "lr": cfg["lr"],
+                "batch_size": cfg["batch_size"],
+                "weight_decay": cfg["weight_decay"],
+                "hash": d.name,
+                "status": "done" if (d / "metrics.json").is_file() else "missing",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- analysis (the chapter)

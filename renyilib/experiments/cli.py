@@ -9,6 +9,8 @@
     renyilib zoo table  --out data/zoo [--task digits-cnn] [--measures] [--csv zoo.csv]
     renyilib zoo measure --task cifar10-resnet18 --profile cpu [--shard 0/2] [--export DIR]
     renyilib zoo export --task cifar10-resnet18 --profile cpu --dest data/results/cifar10-resnet18
+    renyilib zoo run    --task fmnist-lenet5 --zoo hparam --size 50 --jobs 2   # <out>/adaptive
+    renyilib zoo export --task fmnist-lenet5 --dest data/results/adaptive-sharpness
 
 ``run`` trains every unfinished run of the grid (:func:`renyilib.experiments.zoo.grid`) with
 ``--jobs`` worker processes; ``--index I`` trains only the I-th config of the
@@ -304,6 +306,94 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _adaptive_tasks(tasks: list[str]) -> bool:
+    from renyilib.experiments.adaptive_study import TASKS
+
+    return any(t in TASKS for t in tasks)
+
+
+def _cmd_adaptive(args: argparse.Namespace) -> int:
+    """``list / status / run / measure / export`` of the adaptive-sharpness zoos (``<out>/adaptive``).
+
+    The zoos are :func:`renyilib.experiments.adaptive_study.zoo_configs` (``--zoo``,
+    ``--size``); ``run`` trains and measures each run
+    (:func:`~renyilib.experiments.adaptive_study.run_and_measure_parallel`),
+    ``measure`` (re)measures the finished ones (cached), ``export`` writes
+    ``<dest>/<task>.csv`` and its meta for the book.
+    """
+    from renyilib.experiments import adaptive_study as study
+
+    if not all(t in study.TASKS for t in args.task):
+        print(
+            "error: adaptive-sharpness tasks cannot be mixed with other tasks in one call",
+            file=sys.stderr,
+        )
+        return 2
+    if args.zoo_command in ("run", "measure") and args.executor is not None:
+        print("error: --executor is not available for the adaptive-sharpness zoos", file=sys.stderr)
+        return 2
+    if args.size < 1:
+        print(f"error: --size must be >= 1, got {args.size}", file=sys.stderr)
+        return 2
+    out = Path(args.out) / "adaptive"
+    cmd = ["renyilib", *sys.argv[1:]] if args.argv is None else args.argv
+    status = 0
+    for task in args.task:
+        configs = study.zoo_configs(task, args.zoo, args.size, synthetic=args.synthetic)
+        settings = study.default_measure_settings(task)
+        if args.zoo_command in ("list", "status"):
+            df = study.zoo_status(out, configs)
+            if args.zoo_command == "list":
+                print(df.to_string(index=False))
+            else:
+                print(
+                    f"{task} ({args.zoo} zoo): "
+                    + ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
+                )
+            status = max(status, int((df["status"] != "done").any()))
+        elif args.zoo_command == "run":
+            if args.jobs < 1:
+                print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
+                return 2
+            if args.index is not None:
+                if not 0 <= args.index < len(configs):
+                    print(
+                        f"error: --index must be in [0, {len(configs) - 1}], got {args.index}",
+                        file=sys.stderr,
+                    )
+                    return 2
+                configs = [configs[args.index]]
+            res = study.run_and_measure_parallel(
+                configs,
+                out,
+                settings,
+                jobs=args.jobs,
+                threads=args.threads,
+                root=args.data_root,
+                progress=not args.no_progress,
+            )
+            failed = [r for r in res if isinstance(r, BaseException)]
+            for r in failed:
+                print(f"failed: {r!r}", file=sys.stderr)
+            print(
+                f"{task}: {len(res) - len(failed)} runs trained and measured, {len(failed)} failed"
+            )
+            status = max(status, int(bool(failed)))
+        elif args.zoo_command == "measure":
+            k, n = args.shard
+            hashes = study.zoo_status(out, configs)["hash"]
+            dirs = [out / task / h for i, h in enumerate(hashes) if i % n == k]
+            res = study.measure_zoo(
+                dirs, settings, root=args.data_root, progress=not args.no_progress
+            )
+            print(f"{task}: measured {len(res)} of {len(dirs)} runs (shard {k}/{n})")
+            if args.export:
+                print(study.export_results(out, task, settings, args.export, " ".join(cmd)))
+        else:  # export
+            print(study.export_results(out, task, settings, args.dest, " ".join(cmd)))
+    return status
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(p) for p in text.split("/"))
@@ -326,6 +416,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", default="data/zoo", help="zoo folder (default: data/zoo)")
         p.add_argument("--config", default=None, help="_config.yml (default: found upwards)")
+        g = p.add_argument_group("adaptive-sharpness tasks (abalone-fcnn, fmnist-lenet5, cora-gat)")
+        g.add_argument("--zoo", default="seed", choices=["seed", "hparam"], help="which zoo")
+        g.add_argument("--size", type=int, default=50, help="models in the zoo (default 50)")
+        g.add_argument(
+            "--synthetic", action="store_true", help="tiny synthetic data of the task (tests)"
+        )
 
     def cluster(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("submission (renyilib.experiments.submit, needs submitit)")
@@ -409,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = None if argv is None else ["renyilib", *argv]
     if args.command == "zoo":
+        if args.zoo_command != "table" and _adaptive_tasks(args.task):
+            return _cmd_adaptive(args)
         if args.zoo_command != "table":
             for task in args.task:
                 from renyilib.experiments.zoo import TASKS

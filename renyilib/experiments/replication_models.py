@@ -39,6 +39,7 @@ __all__ = [
     "NodeClassifier",
     "ReplicationLeNet5",
     "build_replication_model",
+    "fold_batchnorm",
     "xavier_init",
 ]
 
@@ -96,6 +97,8 @@ class ReplicationLeNet5(nn.Module):
         channels: Channels of the two convolutions (notebook: 12, 32).
         hidden: Units of the first two fully connected layers (notebook: 256, 128).
         dropout: Dropout probability after the first two fully connected layers.
+        batchnorm: ``False`` replaces the two BatchNorm layers by identities (the
+            form :func:`fold_batchnorm` returns).
     """
 
     def __init__(
@@ -104,14 +107,15 @@ class ReplicationLeNet5(nn.Module):
         channels: tuple[int, int] = (12, 32),
         hidden: tuple[int, int] = (256, 128),
         dropout: float = 0.5,
+        batchnorm: bool = True,
     ) -> None:
         super().__init__()
         c1, c2 = channels
         h1, h2 = hidden
         self.conv1 = nn.Conv2d(1, c1, 5)
-        self.bn1 = nn.BatchNorm2d(c1)
+        self.bn1 = nn.BatchNorm2d(c1) if batchnorm else nn.Identity()
         self.conv2 = nn.Conv2d(c1, c2, 5)
-        self.bn2 = nn.BatchNorm2d(c2)
+        self.bn2 = nn.BatchNorm2d(c2) if batchnorm else nn.Identity()
         self.pool = nn.MaxPool2d(2)
         self.fc1 = nn.Linear(c2 * 4 * 4, h1)
         self.fc2 = nn.Linear(h1, h2)
@@ -195,6 +199,50 @@ def xavier_init(model: nn.Module, generator: torch.Generator | None = None) -> n
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return model
+
+
+def fold_batchnorm(model: ReplicationLeNet5) -> ReplicationLeNet5:
+    """The eval-mode function of a :class:`ReplicationLeNet5` as a LeNet-5 without BatchNorm.
+
+    In eval mode a BatchNorm layer is the per-channel affine map
+    :math:`z \\mapsto \\gamma (z - \\mu)/\\sqrt{\\sigma^2 + \\epsilon} + \\beta` with its
+    running statistics :math:`\\mu, \\sigma^2`; folded into the convolution before it,
+    :math:`W' = a W`, :math:`b' = a (b - \\mu) + \\beta` with
+    :math:`a = \\gamma/\\sqrt{\\sigma^2 + \\epsilon}` per output channel. The result
+    computes the same function in eval mode (dropout off) and is a plain ReLU
+    network with max-pooling, which the layer-wise rescaling of minimum
+    sharpness leaves invariant (with BatchNorm it does not: the running
+    statistics are buffers, not rescaled). Its Hessian is with respect to the
+    folded parameters, not to the original ``(W, b, γ, β)``.
+
+    Args:
+        model: A LeNet-5 with BatchNorm.
+
+    Returns:
+        A new :class:`ReplicationLeNet5` (``batchnorm=False``) in eval mode, on
+        the model's device and dtype.
+    """
+    if not isinstance(model, ReplicationLeNet5) or not isinstance(model.bn1, nn.BatchNorm2d):
+        raise TypeError(
+            f"model must be a ReplicationLeNet5 with BatchNorm, got {type(model).__name__}"
+        )
+    ref = next(model.parameters())
+    folded = ReplicationLeNet5(
+        num_classes=model.fc3.out_features,
+        channels=(model.conv1.out_channels, model.conv2.out_channels),
+        hidden=(model.fc1.out_features, model.fc2.out_features),
+        dropout=model.drop1.p,
+        batchnorm=False,
+    ).to(device=ref.device, dtype=ref.dtype)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("bn1.", "bn2."))}
+    with torch.no_grad():
+        for conv, bn in (("conv1", model.bn1), ("conv2", model.bn2)):
+            a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w, b = state[f"{conv}.weight"], state[f"{conv}.bias"]
+            state[f"{conv}.weight"] = w * a.view(-1, 1, 1, 1)
+            state[f"{conv}.bias"] = a * (b - bn.running_mean) + bn.bias
+    folded.load_state_dict(state)
+    return folded.eval()
 
 
 def build_replication_model(name: str, data: Any = None, **kwargs: Any) -> nn.Module:

@@ -84,8 +84,13 @@ def test_run_measure_table_export(tmp_path: Path) -> None:
         "average",
         "trace",
         "pga:published",
+        "min_sharpness",
+        "min_sharpness_trace",
     ):
         assert col in table and np.isfinite(table[col]).all(), col
+    # minimum sharpness: exact diagonal (HVP columns, MSE), at most the raw trace
+    assert (table["min_sharpness"] <= table["min_sharpness_trace"] * (1 + 1e-9)).all()
+    assert (table["min_sharpness_refused"].fillna("") == "").all()
     assert (table["adaptive"] >= 0).all()
     assert (table["train_seconds"] > 0).all() and (table["measure_seconds"] > 0).all()
     assert any(c.startswith("renyi:") for c in table)
@@ -158,3 +163,45 @@ def test_analysis_functions() -> None:
     assert np.isnan(tiny["tau"]).all()
     assert "τ not computed (2 models" in study.verdict(tiny)
     assert "too few models" in study.comparison_verdict(tiny, held, allm)
+
+
+def test_min_sharpness_per_model_family(tmp_path: Path) -> None:
+    """LeNet-5 is measured BatchNorm-folded; the GAT is refused with a reason, not a number."""
+    pytest.importorskip("torch_geometric")
+    s = _settings(renyi=False, deviations=False, baselines=[])
+    out = {}
+    for task in ("fmnist-lenet5", "cora-gat"):
+        (cfg,) = study.zoo_configs(task, "seed", 1, synthetic=True, max_epochs=1, min_epochs=1)
+        (d,) = study.run_zoo([cfg], tmp_path, progress=False)
+        out[task] = study.measure_min_sharpness(d, s)
+        cached = study.measure_min_sharpness(d, s)
+        assert str(sorted(cached.items())) == str(sorted(out[task].items()))  # NaN-safe
+    lenet, gat = out["fmnist-lenet5"], out["cora-gat"]
+    assert (
+        lenet["min_sharpness_network"] == "BatchNorm folded"
+        and lenet["min_sharpness_refused"] == ""
+    )
+    assert 0 < lenet["min_sharpness"] <= lenet["min_sharpness_trace"]
+    assert np.isnan(gat["min_sharpness"]) and gat["min_sharpness_refused"]
+
+
+def test_cli_adaptive_zoo(tmp_path: Path, capsys) -> None:
+    """``renyilib zoo run / status / measure / export`` on an adaptive-sharpness task."""
+    from renyilib.experiments.cli import main
+
+    common = ["--task", "abalone-fcnn", "--size", "2", "--synthetic", "--out", str(tmp_path)]
+    assert main(["zoo", "status", *common]) == 1  # nothing trained yet
+    assert "missing 2" in capsys.readouterr().out
+    assert main(["zoo", "run", *common, "--index", "1", "--no-progress"]) == 0
+    assert main(["zoo", "status", *common]) == 1
+    assert main(["zoo", "run", *common, "--jobs", "2", "--no-progress"]) == 0
+    assert main(["zoo", "status", *common]) == 0
+    assert "done 2" in capsys.readouterr().out
+    dest = tmp_path / "res"
+    assert main(["zoo", "measure", *common, "--shard", "0/2", "--no-progress"]) == 0
+    assert main(["zoo", "export", *common, "--dest", str(dest)]) == 0
+    table = pd.read_csv(dest / "abalone-fcnn.csv")
+    assert len(table) == 2 and np.isfinite(table["min_sharpness"]).all()
+    assert "renyilib zoo export" in read_json(dest / "abalone-fcnn.meta.json")["command"]
+    assert main(["zoo", "run", "--task", "abalone-fcnn", "digits-cnn", "--out", str(tmp_path)]) == 2
+    assert main(["zoo", "run", *common, "--index", "7"]) == 2

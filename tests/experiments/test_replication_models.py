@@ -18,6 +18,7 @@ from renyilib.experiments.replication_models import (
     NodeClassifier,
     ReplicationLeNet5,
     build_replication_model,
+    fold_batchnorm,
     xavier_init,
 )
 from renyilib.hessian import hessian_operator
@@ -181,3 +182,30 @@ def test_published_pga_switches() -> None:
     assert not net.training
     with pytest.raises(ValueError, match="lr"):
         published_pga(net, loss_fn, (x, y), 0.05, lr=None)
+
+
+def test_fold_batchnorm_same_function_and_minimum_sharpness_scope() -> None:
+    from renyilib.minimum_sharpness import minimum_sharpness
+
+    torch.manual_seed(0)
+    m = ReplicationLeNet5(channels=(3, 4), hidden=(8, 6)).double()
+    x = torch.randn(16, 1, 28, 28, dtype=torch.float64)
+    m.train()
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for _ in range(3):
+            m(x + torch.randn_like(x))
+        for bn in (m.bn1, m.bn2):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.normal_()
+    m.eval()
+    f = fold_batchnorm(m)
+    assert not any(isinstance(k, nn.BatchNorm2d) for k in f.modules()) and not f.training
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), m(x), rtol=1e-12, atol=1e-12)
+    y = torch.randint(0, 10, (16,))
+    with pytest.raises(ValueError, match="normalization"):
+        minimum_sharpness(m, nn.CrossEntropyLoss(), (x, y))
+    res = minimum_sharpness(f, nn.CrossEntropyLoss(), (x, y))
+    assert res.converged and 0 < res.value <= res.trace
+    with pytest.raises(TypeError, match="ReplicationLeNet5 with BatchNorm"):
+        fold_batchnorm(f)
