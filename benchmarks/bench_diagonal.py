@@ -2,7 +2,7 @@
 
 Minimum sharpness (Ibayashi et al. 2021) rests on computing Tr H exactly and
 cheaply from the Gauss–Newton identity for the diagonal
-(``renyilib.hessian_diagonal``). This benchmark times, on one clock and in one
+(``renyilib.diagonal``). This benchmark times, on one clock and in one
 process (``renyilib.experiments.trace_cost.trace_cost``):
 
 * the exact diagonal (per-sample Jacobians, ``method="ggn"``), summed;

@@ -5,13 +5,13 @@ files. Its flat public API is re-exported here (see ``__all__``); every name
 also lives in the module named for its concept:
 
 * ``renyilib.hessian`` — Hessian(-vector) operators of parameter blocks
-* ``renyilib.hessian_diagonal`` — the exact Hessian diagonal
+* ``renyilib.diagonal`` — the exact Hessian diagonal
 * ``renyilib.lanczos`` — Lanczos, stochastic Lanczos quadrature (SLQ)
 * ``renyilib.entropy`` — Rényi entropy of a spectral measure (exact spectra and quadratures)
 * ``renyilib.renyi`` — ``renyi_sharpness`` of a model's blocks
 * ``renyilib.measures`` — baseline sharpness measures (trace, λ_max, Fisher–Rao, PAC-Bayes, SAM, ASAM)
-* ``renyilib.adaptive_sharpness`` — adaptive worst-case and average-case sharpness
-* ``renyilib.minimum_sharpness`` — the scale-invariant minimum Hessian trace
+* ``renyilib.perturbation`` — adaptive worst-case and average-case sharpness
+* ``renyilib.rescaling`` — the scale-invariant minimum Hessian trace
 * ``renyilib.statistics`` — Kendall τ (τ-a, τ-b, granulated, bootstrap), α selection, spectral types
 * ``renyilib.optim`` — SAM, ASAM, EigenSAM, RSAM
 * ``renyilib.bounds``, ``renyilib.theory`` — the paper's bounds and invariance checks
@@ -27,10 +27,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from renyilib.adaptive_sharpness import adaptive_sharpness, average_sharpness
 from renyilib.batches import as_batches
+from renyilib.diagonal import hessian_diagonal
 from renyilib.hessian import HessianOperator, hessian_operator, layer_blocks
-from renyilib.hessian_diagonal import hessian_diagonal
 from renyilib.lanczos import (
     DeflationError,
     SpectralQuadrature,
@@ -49,10 +48,11 @@ from renyilib.measures import (
     param_norm,
     sam_sharpness,
 )
-from renyilib.minimum_sharpness import MinimumSharpness, minimum_sharpness
 from renyilib.modes import eval_mode
 from renyilib.optim import ASAM, RSAM, SAM, EigenSAM, build_optimizer
+from renyilib.perturbation import adaptive_sharpness, average_sharpness
 from renyilib.renyi import PAPER_ALPHAS, renyi_entropy, renyi_sharpness
+from renyilib.rescaling import MinimumSharpness, minimum_sharpness
 from renyilib.statistics import (
     alpha_sweep,
     best_alpha,

@@ -824,7 +824,7 @@ def compute_measures(
             r = sam_sharpness(model, loss_fn, data, seed=seed, **kw)
             out["sam"] = r["sharpness"]
         elif name == "min_sharpness":
-            from renyilib.minimum_sharpness import minimum_sharpness
+            from renyilib.rescaling import minimum_sharpness
 
             try:
                 res = minimum_sharpness(model, loss_fn, data, seed=seed, **kw)

@@ -433,7 +433,7 @@ def test_compute_measures_all_on_tiny_mlp():
 
 def test_compute_measures_has_minimum_sharpness_and_refuses_out_of_scope_models():
     from renyilib.measures import compute_measures
-    from renyilib.minimum_sharpness import minimum_sharpness
+    from renyilib.rescaling import minimum_sharpness
 
     torch.manual_seed(0)
     relu = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()

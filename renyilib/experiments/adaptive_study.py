@@ -8,7 +8,7 @@ Table I), stopped when the relative change of the epoch's training loss falls
 below 5% or after 10 epochs (GAT: at least 10, at most 20 epochs, as its
 notebook), then
 
-* adaptive worst-case l∞ m-sharpness (:func:`renyilib.adaptive_sharpness.adaptive_sharpness`,
+* adaptive worst-case l∞ m-sharpness (:func:`renyilib.perturbation.adaptive_sharpness`,
   m = 64, 5 steps, 50 restarts) at the replication's ρ and over a ρ sweep,
   its non-adaptive and average-case variants,
 * Rényi sharpness per layer and for all parameters (exact spectra for blocks
@@ -52,7 +52,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from renyilib.adaptive_sharpness import adaptive_sharpness, average_sharpness
 from renyilib.experiments.correlation_study import BASELINES
 from renyilib.experiments.io import (
     code_version,
@@ -69,8 +68,9 @@ from renyilib.experiments.replication_models import (
     xavier_init,
 )
 from renyilib.measures import compute_measures
-from renyilib.minimum_sharpness import minimum_sharpness
+from renyilib.perturbation import adaptive_sharpness, average_sharpness
 from renyilib.renyi import renyi_sharpness
+from renyilib.rescaling import minimum_sharpness
 from renyilib.statistics import kendall_tau
 
 __all__ = [
@@ -91,6 +91,7 @@ __all__ = [
     "train_run",
     "verdict",
     "zoo_configs",
+    "zoo_sizes_sentence",
     "zoo_status",
     "zoo_table",
 ]
@@ -671,7 +672,7 @@ def published_pga(
 
     * ``lr_steps``: the step is ``lr · ∇`` (SGD with the training learning rate,
       the notebooks' choice); ``False``: the geometry-respecting signed step
-      ``ρ |w| ⊙ sign ∇`` of :func:`~renyilib.adaptive_sharpness.adaptive_sharpness`.
+      ``ρ |w| ⊙ sign ∇`` of :func:`~renyilib.perturbation.adaptive_sharpness`.
     * ``inverted_clamp``: the FCNN notebook's bounds ``(w0 − ρ w0, w0 + ρ w0)``;
       for a negative weight ``lo > hi`` and ``torch.clamp`` returns ``hi =
       w0 (1 + ρ)``: every negative weight is pinned there (moved away from
@@ -1110,6 +1111,20 @@ def zoo_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 row["test_acc_max"] = g["test_acc"].max()
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def zoo_sizes_sentence(summary: pd.DataFrame, target: int = 50) -> str:
+    """Which zoos have the replication's ``target`` models and which fewer, from :func:`zoo_summary`."""
+    full, short = [], []
+    for row in summary.itertuples():
+        name = f"{row.task} {row.zoo}"
+        (full if row.models >= target else short).append(f"{name} ({row.models})")
+    parts = []
+    if full:
+        parts.append(f"{len(full)} zoo(s) have {target} models: " + ", ".join(full))
+    if short:
+        parts.append("fewer models, what fitted in this study's CPU time: " + ", ".join(short))
+    return "; ".join(parts) + "." if parts else "No zoo was measured."
 
 
 def comparison_verdict(head: pd.DataFrame, heldout: pd.DataFrame, allm: pd.DataFrame) -> str:

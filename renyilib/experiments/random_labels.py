@@ -16,7 +16,7 @@ parameters; ``renyilib.experiments.models`` ``"mlp"``), both ReLU without
 normalization so that minimum sharpness is defined, trained with Adam by
 :func:`renyilib.experiments.train.train` until they fit. Per run it records
 
-* ``min_sharpness`` — :func:`renyilib.minimum_sharpness.minimum_sharpness`
+* ``min_sharpness`` — :func:`renyilib.rescaling.minimum_sharpness`
   on the (noisy-label) training set, from the exact Hessian diagonal;
 * ``trace`` — the raw :math:`\\operatorname{Tr} H` from the same diagonal
   (not invariant to the layer rescaling);
@@ -51,8 +51,8 @@ from renyilib.experiments.data import DataBundle, load_data
 from renyilib.experiments.io import atomic_write, code_version, config_hash, read_json, write_json
 from renyilib.experiments.models import build_model
 from renyilib.experiments.train import train
-from renyilib.minimum_sharpness import minimum_sharpness
 from renyilib.renyi import renyi_sharpness
+from renyilib.rescaling import minimum_sharpness
 from renyilib.statistics import kendall_tau
 
 __all__ = [

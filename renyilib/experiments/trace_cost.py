@@ -2,13 +2,13 @@
 
 Ibayashi et al. (2021, Sec. 4 and their timing logs) compute
 :math:`\\operatorname{Tr} H` exactly from the Gauss–Newton identity for the
-diagonal (:func:`renyilib.hessian_diagonal.hessian_diagonal`) and compare it
+diagonal (:func:`renyilib.diagonal.hessian_diagonal`) and compare it
 with the naive exact route, :math:`n` Hessian-vector products
 :math:`H e_i`. :func:`trace_cost` times three routes on one model and data, on
 one clock:
 
 ``diagonal``
-    :func:`~renyilib.hessian_diagonal.hessian_diagonal` (method ``"ggn"``), summed.
+    :func:`~renyilib.diagonal.hessian_diagonal` (method ``"ggn"``), summed.
 ``hvp_loop``
     the diagonal entries :math:`e_i^\\top H e_i` from column chunks of
     :func:`renyilib.hessian.hessian_operator` (its default method, which
@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from renyilib.batches import as_batches, batch_size
+from renyilib.diagonal import hessian_diagonal
 from renyilib.hessian import hessian_operator
-from renyilib.hessian_diagonal import hessian_diagonal
 
 __all__ = ["trace_cost"]
 

@@ -205,3 +205,13 @@ def test_cli_adaptive_zoo(tmp_path: Path, capsys) -> None:
     assert "renyilib zoo export" in read_json(dest / "abalone-fcnn.meta.json")["command"]
     assert main(["zoo", "run", "--task", "abalone-fcnn", "digits-cnn", "--out", str(tmp_path)]) == 2
     assert main(["zoo", "run", *common, "--index", "7"]) == 2
+
+
+def test_zoo_sizes_sentence() -> None:
+    summary = pd.DataFrame(
+        {"task": ["abalone-fcnn", "fmnist-lenet5"], "zoo": ["seed", "hparam"], "models": [50, 17]}
+    )
+    text = study.zoo_sizes_sentence(summary)
+    assert "1 zoo(s) have 50 models: abalone-fcnn seed (50)" in text
+    assert "fmnist-lenet5 hparam (17)" in text.split(";")[1]
+    assert study.zoo_sizes_sentence(summary.iloc[:0]) == "No zoo was measured."

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 import renyilib.experiments.random_labels as rl
-from renyilib.minimum_sharpness import layer_parameters, rescale_layers
+from renyilib.rescaling import layer_parameters, rescale_layers
 
 TINY = {
     "epochs": 1,

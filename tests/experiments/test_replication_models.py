@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from renyilib.adaptive_sharpness import adaptive_sharpness
 from renyilib.experiments.adaptive_study import published_pga
 from renyilib.experiments.replication_data import synthetic_data
 from renyilib.experiments.replication_models import (
@@ -23,6 +22,7 @@ from renyilib.experiments.replication_models import (
 )
 from renyilib.hessian import hessian_operator
 from renyilib.lanczos import slq
+from renyilib.perturbation import adaptive_sharpness
 
 pytest.importorskip("torch_geometric")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -185,7 +185,7 @@ def test_published_pga_switches() -> None:
 
 
 def test_fold_batchnorm_same_function_and_minimum_sharpness_scope() -> None:
-    from renyilib.minimum_sharpness import minimum_sharpness
+    from renyilib.rescaling import minimum_sharpness
 
     torch.manual_seed(0)
     m = ReplicationLeNet5(channels=(3, 4), hidden=(8, 6)).double()

@@ -14,7 +14,7 @@ import torch
 from conftest import dense_hessian, split_batches
 from torch import nn
 
-from renyilib.hessian_diagonal import ggn_identity_violation, hessian_diagonal
+from renyilib.diagonal import ggn_identity_violation, hessian_diagonal
 
 CE = nn.CrossEntropyLoss()
 RTOL = 1e-10

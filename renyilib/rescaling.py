@@ -22,7 +22,7 @@ minimum over this equivalence class,
 
 so it is invariant under those rescalings by construction. The sums
 :math:`t_l, s_l` come from the exact Hessian diagonal
-(:func:`renyilib.hessian_diagonal.hessian_diagonal`; the Gauss–Newton
+(:func:`renyilib.diagonal.hessian_diagonal`; the Gauss–Newton
 identity for cross-entropy on piecewise-linear networks makes them
 non-negative).
 
@@ -65,8 +65,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from renyilib.diagonal import ggn_identity_violation, hessian_diagonal
 from renyilib.hessian import layer_blocks
-from renyilib.hessian_diagonal import ggn_identity_violation, hessian_diagonal
 
 __all__ = [
     "MinimumSharpness",
@@ -344,9 +344,9 @@ def minimum_sharpness(
         layers: ``(weight_name, bias_name or None)`` per layer in forward order
             (default: :func:`layer_parameters` in the forward order on the
             first batch).
-        diagonal: A precomputed :func:`~renyilib.hessian_diagonal.hessian_diagonal`
+        diagonal: A precomputed :func:`~renyilib.diagonal.hessian_diagonal`
             (skips computing it).
-        method: Passed to :func:`~renyilib.hessian_diagonal.hessian_diagonal`.
+        method: Passed to :func:`~renyilib.diagonal.hessian_diagonal`.
         check_invariance: Check on the first batch that a random layer-wise
             rescaling (``seed``) preserves the outputs (to 1e-4 relative in
             float32, 1e-10 in float64); raise ``ValueError`` if not.

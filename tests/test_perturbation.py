@@ -1,4 +1,4 @@
-"""Tests of renyilib.adaptive_sharpness against closed forms and brute force (float64)."""
+"""Tests of renyilib.perturbation against closed forms and brute force (float64)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from renyilib.adaptive_sharpness import (
+from renyilib.lanczos import Estimate
+from renyilib.perturbation import (
     adaptive_sharpness,
     adaptive_sharpness_samples,
     average_sharpness,
     average_sharpness_samples,
 )
-from renyilib.lanczos import Estimate
 
 INF = float("inf")
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from test_hessian_diagonal import data, reference_diagonal, relu_cnn, relu_mlp
+from test_diagonal import data, reference_diagonal, relu_cnn, relu_mlp
 from torch import nn
 
-from renyilib.minimum_sharpness import (
+from renyilib.rescaling import (
     MinimumSharpness,
     layer_parameters,
     minimize_rescaled_trace,
