@@ -1,14 +1,21 @@
-"""Time-to-accuracy frontier of the per-layer + global Rényi profile: renyilib vs. the PyHessian route.
+"""Time-to-accuracy frontier of the per-layer + global Rényi profile: renyilib vs. PyHessian and curvlinops.
 
-Question (issue 2): how much time does each route need so that the relative
-error of H_α at α ∈ {0.5, 1.5, 2} is ≤ 2 % on every block of the reference
-workload (benchmarks/workload.py, exact spectra from the dense float64
-Hessian)? Target: renyilib ≥ 3× less time than PyHessian.
+Question (issues 2 and 16): how much time does each route need so that the
+relative error of H_α at α ∈ {0.5, 1.5, 2} is ≤ 2 % on every block of the
+reference workload (benchmarks/workload.py, exact spectra from the dense
+float64 Hessian)? Target: renyilib ≥ 3× less time than PyHessian.
 
-Sweep, for every block:
+Sweep, for every block (routes chosen with ``--routes``):
 
 * PyHessian 0.1 (``pyhessian_route``): ``density(iter=m, n_v=l)`` for
   m ∈ ``--steps``; H_α from its nodes and weights with the n/l trace factor.
+* curvlinops 3.0.1 (``curvlinops_route``): ``HessianLinearOperator`` of the
+  block and ``lanczos_approximate_spectrum(H, ncv=m, num_repeats=l)`` with its
+  documented defaults (``eigsh`` boundaries, κ = 3, 1024 grid points, margin
+  0.05); H_α by integrating its smoothed density on its grid ("curvlinops").
+  The variant "curvlinops-ritz" scores the same Lanczos runs by their Ritz
+  values and Gauss weights (no kernel, no boundaries; its time leaves out the
+  ``eigsh`` boundaries and the density, which it does not need).
 * renyilib: ``slq(op, l, m, deflate=d)`` for m ∈ ``--steps``, d ∈ ``--deflate``,
   with the Hessian-product method (``"graph"`` or ``"jvp"``) that is faster for
   this block in a quick in-process timing, and probes advanced ``--batch`` at a
@@ -41,6 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from curvlinops_route import density_run, entropy_from_grid
 from pyhessian_route import BlockHessian, entropy_from_density
 from workload import (
     CLOCK,
@@ -61,6 +69,11 @@ from renyilib.lanczos import SpectralQuadrature, slq
 from renyilib.renyi import renyi_sharpness
 
 RESULTS = ROOT / "benchmarks" / "results"
+
+#: Every route of the sweep, in the order of the table and the summary.
+ROUTES = ("renyilib", "pyhessian", "curvlinops", "curvlinops-ritz")
+#: The routes scored from one curvlinops run (its density, and its Ritz pairs).
+CURVLINOPS_ROUTES = ("curvlinops", "curvlinops-ritz")
 
 
 def _exact(w: Workload, block: str) -> np.ndarray:
@@ -118,6 +131,34 @@ def _pyhessian_run(w, block, probes, steps, seed):
     return clock() - t0, nodes, weights, ent
 
 
+def _curvlinops_run(w, block, probes, steps, seed):
+    """One curvlinops run; per variant its time (benchmark clock), H_α, and the run itself.
+
+    "curvlinops": operator + ``eigsh`` boundaries + Lanczos + density + the
+    integral on the grid; "curvlinops-ritz": operator + Lanczos + the Ritz
+    quadrature (what that variant needs).
+    """
+    r = density_run(w.model, w.loss_fn, w.x, w.y, w.blocks[block], steps, probes, seed, clock)
+    n = w.dims[block]
+    t0 = clock()
+    ent_d = entropy_from_grid(r.grid, r.density(), n, FRONTIER_ALPHAS)
+    t1 = clock()
+    ent_r = entropy_from_density(r.nodes, r.weights, n, FRONTIER_ALPHAS)
+    t2 = clock()
+    p = r.seconds
+    times = {
+        "curvlinops": p["operator"] + p["boundaries"] + p["lanczos"] + p["density"] + t1 - t0,
+        "curvlinops-ritz": p["operator"] + p["lanczos"] + t2 - t1,
+    }
+    return times, {"curvlinops": ent_d, "curvlinops-ritz": ent_r}, r
+
+
+def _curvlinops_group_entropy(route: str, r, rows: slice, n: int) -> np.ndarray:
+    if route == "curvlinops":
+        return entropy_from_grid(r.grid, r.density(rows), n, FRONTIER_ALPHAS)
+    return entropy_from_density(r.nodes[rows], r.weights[rows], n, FRONTIER_ALPHAS)
+
+
 def sweep_block(w: Workload, block: str, args, log=print) -> list[dict]:
     """All sweep rows of one block (see the module docstring)."""
     n = w.dims[block]
@@ -155,24 +196,45 @@ def sweep_block(w: Workload, block: str, args, log=print) -> list[dict]:
                 }
             )
 
+    routes = set(args.routes)
+    done: set[int] = set()
     for m in args.steps:
         m_eff = min(m, n)
-        if any(r["steps"] == m_eff and r["route"] == "pyhessian" for r in rows):
+        if m_eff in done:
             continue  # m capped at n: already swept
-        # PyHessian route.
-        t_s, _, _, e_s = _pyhessian_run(w, block, small, m_eff, args.seed + 1)
-        t_b, nodes, weights, e_b = _pyhessian_run(w, block, big, m_eff, args.seed)
-        groups = []
-        for lp in ls[:-1]:
-            for g0 in range(0, big - lp + 1, lp):
-                sl = slice(g0, g0 + lp)
-                groups.append(
-                    (entropy_from_density(nodes[sl], weights[sl], n, FRONTIER_ALPHAS), lp)
+        done.add(m_eff)
+        if "pyhessian" in routes:
+            t_s, _, _, e_s = _pyhessian_run(w, block, small, m_eff, args.seed + 1)
+            t_b, nodes, weights, e_b = _pyhessian_run(w, block, big, m_eff, args.seed)
+            groups = []
+            for lp in ls[:-1]:
+                for g0 in range(0, big - lp + 1, lp):
+                    sl = slice(g0, g0 + lp)
+                    groups.append(
+                        (entropy_from_density(nodes[sl], weights[sl], n, FRONTIER_ALPHAS), lp)
+                    )
+            add("pyhessian", m_eff, 0, t_s, t_b, e_s, e_b, groups, {})
+            log(
+                f"    pyhessian m={m_eff}: {t_b:.1f} s for {big} probes, max rel err {_rel_err(e_b, ref).max():.4f}"
+            )
+        cl_routes = [r for r in CURVLINOPS_ROUTES if r in routes]
+        if cl_routes:
+            ts, es, _ = _curvlinops_run(w, block, small, m_eff, args.seed + 1)
+            tb, eb, run = _curvlinops_run(w, block, big, m_eff, args.seed)
+            for route in cl_routes:
+                groups = [
+                    (_curvlinops_group_entropy(route, run, slice(g0, g0 + lp), n), lp)
+                    for lp in ls[:-1]
+                    for g0 in range(0, big - lp + 1, lp)
+                ]
+                add(route, m_eff, 0, ts[route], tb[route], es[route], eb[route], groups, {})
+                log(
+                    f"    {route} m={m_eff}: {tb[route]:.1f} s for {big} probes "
+                    f"(boundaries {run.seconds['boundaries']:.1f} s), "
+                    f"max rel err {_rel_err(eb[route], ref).max():.4f}"
                 )
-        add("pyhessian", m_eff, 0, t_s, t_b, e_s, e_b, groups, {})
-        log(
-            f"    pyhessian m={m_eff}: {t_b:.1f} s for {big} probes, max rel err {_rel_err(e_b, ref).max():.4f}"
-        )
+        if "renyilib" not in routes:
+            continue
         # renyilib route.
         for d in args.deflate:
             if d >= n // 2:
@@ -189,7 +251,7 @@ def sweep_block(w: Workload, block: str, args, log=print) -> list[dict]:
                 f"    renyilib m={m_eff} d={d} ({method}): {t_b:.1f} s for {big} probes "
                 f"({nmv} products), max rel err {_rel_err(e_b, ref).max():.4f}"
             )
-    if n <= args.exact_max_dim:
+    if "renyilib" in routes and n <= args.exact_max_dim:
         t0 = clock()
         df = renyi_sharpness(
             w.model, w.loss_fn, (w.x, w.y), FRONTIER_ALPHAS, blocks=[block], spectrum="exact",
@@ -212,7 +274,9 @@ def sweep_block(w: Workload, block: str, args, log=print) -> list[dict]:
 def _fix_groups(rows: list[dict]) -> list[dict]:
     for r in rows:
         r.setdefault("exact", False)
-        r.setdefault("hessian_method", "pyhessian")
+        r.setdefault(
+            "hessian_method", "curvlinops" if r["route"] in CURVLINOPS_ROUTES else "pyhessian"
+        )
     return rows
 
 
@@ -240,6 +304,9 @@ def confirm(w: Workload, best: pd.DataFrame, args, log=print) -> list[dict]:
         seed = args.seed + 1000
         if r["route"] == "pyhessian":
             t, _, _, ent = _pyhessian_run(w, block, int(r["probes"]), int(r["steps"]), seed)
+        elif r["route"] in CURVLINOPS_ROUTES:
+            ts, es, _ = _curvlinops_run(w, block, int(r["probes"]), int(r["steps"]), seed)
+            t, ent = ts[r["route"]], es[r["route"]]
         elif r["exact"]:
             t0 = clock()
             df = renyi_sharpness(
@@ -260,18 +327,55 @@ def confirm(w: Workload, best: pd.DataFrame, args, log=print) -> list[dict]:
                 **{f"error_{a:g}": e for a, e in zip(FRONTIER_ALPHAS, err)}, "groups": 1,
             }
         )  # fmt: skip
-        log(f"  confirm {r['route']:9s} {block:18s}: {t:6.2f} s, max rel err {err.max():.4f}")
+        log(f"  confirm {r['route']:15s} {block:18s}: {t:6.2f} s, max rel err {err.max():.4f}")
     return rows
 
 
+def _speedup(sweep: pd.DataFrame, out: dict, peer: str) -> dict:
+    """``{"speedup", "speedup_kind"}``: confirmed time of ``peer`` / renyilib's (see :func:`summarize`)."""
+    r, p, blocks = out["renyilib"], out[peer], out["blocks"]
+    if r["all_blocks"] and p["all_blocks"]:
+        return {
+            "speedup": p["confirmed_seconds"] / r["confirmed_seconds"],
+            "speedup_kind": "measured",
+        }
+    if r["all_blocks"]:
+        # The peer never reached the target on some block: its time is at least
+        # the largest configuration tried there.
+        missing = sorted(set(blocks) - set(p["blocks_reached"]))
+        lower = p["confirmed_seconds"] + sum(
+            sweep[(sweep["route"] == peer) & (sweep["block"] == b)]["seconds"].max()
+            for b in missing
+        )
+        return {
+            "speedup": lower / r["confirmed_seconds"],
+            "speedup_kind": f"lower bound ({peer} did not reach the target on "
+            + ", ".join(missing)
+            + ")",
+        }
+    return {
+        "speedup": float("nan"),
+        "speedup_kind": "renyilib did not reach the target on every block",
+    }
+
+
 def summarize(df: pd.DataFrame, target: float) -> dict:
-    """Total confirmed time per route (sum over blocks) and the ratio PyHessian / renyilib."""
+    """Per route: confirmed time (sum over blocks); per peer: its time / renyilib's.
+
+    ``summary[route]`` for every route in ``df``; ``summary["speedups"][peer]``
+    = ``{"speedup", "speedup_kind"}`` for every route but renyilib; for a block
+    the peer never reached, its time counts as the largest configuration it
+    tried there (``speedup_kind`` says "lower bound"). ``summary["speedup"]``
+    and ``["speedup_kind"]`` repeat PyHessian's (the original target, ≥ 3×).
+    """
     conf = df[df["time_source"] == "confirm"]
     sweep = df[df["time_source"] != "confirm"]
     best = best_configs(sweep, target)
     blocks = list(dict.fromkeys(df["block"]))
-    out: dict = {"target": target, "blocks": blocks}
-    for route in ("renyilib", "pyhessian"):
+    present = list(dict.fromkeys(df["route"]))
+    routes = [r for r in ROUTES if r in present] + [r for r in present if r not in ROUTES]
+    out: dict = {"target": target, "blocks": blocks, "routes": routes}
+    for route in routes:
         b = best[best["route"] == route]
         reached = b[np.isfinite(b["seconds"])]
         c = conf[conf["route"] == route]
@@ -283,25 +387,10 @@ def summarize(df: pd.DataFrame, target: float) -> dict:
             "max_swept_seconds": float(sweep[sweep["route"] == route]["seconds"].max()),
             "all_blocks": len(reached) == len(blocks),
         }
-    r, p = out["renyilib"], out["pyhessian"]
-    if r["all_blocks"] and p["all_blocks"]:
-        out["speedup"] = p["confirmed_seconds"] / r["confirmed_seconds"]
-        out["speedup_kind"] = "measured"
-    elif r["all_blocks"]:
-        # PyHessian never reached the target on some block: its time is at least
-        # the largest configuration tried there.
-        missing = sorted(set(blocks) - set(p["blocks_reached"]))
-        lower = p["confirmed_seconds"] + sum(
-            sweep[(sweep["route"] == "pyhessian") & (sweep["block"] == b)]["seconds"].max()
-            for b in missing
-        )
-        out["speedup"] = lower / r["confirmed_seconds"]
-        out["speedup_kind"] = (
-            "lower bound (PyHessian did not reach the target on " + ", ".join(missing) + ")"
-        )
-    else:
-        out["speedup"] = float("nan")
-        out["speedup_kind"] = "renyilib did not reach the target on every block"
+    if "renyilib" in out:
+        out["speedups"] = {p: _speedup(sweep, out, p) for p in routes if p != "renyilib"}
+        if "pyhessian" in out["speedups"]:
+            out.update(out["speedups"]["pyhessian"])
     return out
 
 
@@ -317,37 +406,55 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     conf = confirm(w, best, args)
     df = pd.concat([sweep, pd.DataFrame(_fix_groups(conf))], ignore_index=True)
     summary = summarize(df, args.target)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        RESULTS / "frontier.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.5g")
-    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "frontier.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.5g"))
     meta = {
         **machine_info(),
         "workload": w.config,
         "workload_key": w.key,
         "alphas": list(FRONTIER_ALPHAS),
-        "sweep": {k: v for k, v in vars(args).items()},
+        "sweep": {k: v for k, v in vars(args).items() if k != "out"},
+        "peers": peer_versions(args.routes),
         "summary": summary,
         "date_utc": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M"),
     }
-    write_json(RESULTS / "frontier.meta.json", meta)
+    write_json(out / "frontier.meta.json", meta)
     return df, summary
 
 
+def peer_versions(routes) -> dict[str, str]:
+    """Installed versions of the peers among ``routes`` (``importlib.metadata``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dists = {"pyhessian": "pyhessian", "curvlinops": "curvlinops-for-pytorch"}
+    out = {}
+    for route, dist in dists.items():
+        if any(r.startswith(route) for r in routes):
+            try:
+                out[dist] = version(dist)
+            except PackageNotFoundError:
+                out[dist] = "not installed"
+    return out
+
+
 def report(summary: dict) -> str:
+    """The summary as text: per route its confirmed time, per peer the ratio to renyilib."""
     lines = [
         f"time to ≤ {100 * summary['target']:.0f}% relative error of H_α, α ∈ {list(FRONTIER_ALPHAS)}, every block:"
     ]
-    for route in ("renyilib", "pyhessian"):
+    for route in summary["routes"]:
         s = summary[route]
         lines.append(
-            f"  {route:9s}: {s['confirmed_seconds']:7.2f} s confirmed ({s['sweep_seconds']:.2f} s in the sweep), "
+            f"  {route:15s}: {s['confirmed_seconds']:7.2f} s confirmed ({s['sweep_seconds']:.2f} s in the sweep), "
             f"blocks reached {len(s['blocks_reached'])}/{len(summary['blocks'])}, "
             f"largest confirmed error {s['confirmed_max_error']:.4f}"
         )
-    lines.append(
-        f"  speed-up PyHessian / renyilib: {summary['speedup']:.1f}x ({summary['speedup_kind']}); target ≥ 3x"
-    )
+    for peer, sp in summary.get("speedups", {}).items():
+        goal = "; target ≥ 3x" if peer == "pyhessian" else ""
+        lines.append(
+            f"  speed-up {peer} / renyilib: {sp['speedup']:.1f}x ({sp['speedup_kind']}){goal}"
+        )
     return "\n".join(lines)
 
 
@@ -365,6 +472,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    p.add_argument(
+        "--routes", nargs="+", choices=ROUTES, default=list(ROUTES), help="routes to sweep"
+    )
+    p.add_argument("--out", default=str(RESULTS), help="folder of frontier.csv / .meta.json")
     return p
 
 
