@@ -568,6 +568,7 @@ def confound_table(
     best_alpha_all: float,
     heldout_all: tuple[float, float] | None = None,
     *,
+    gap_draws: np.ndarray | None = None,
     num_resamples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -586,13 +587,29 @@ def confound_table(
       the optimizers apart gets no credit within the other axes' groups;
     * ``tau_<optimizer>``: τ-b within the models of each optimizer.
 
+    * ``gap_noise_sd`` (with ``gap_draws``, ``(B, N)`` draws of the gap in the
+      row order of ``baselines``, :func:`renyilib.experiments.gap_noise.gap_draws`):
+      the standard deviation of τ over a paired bootstrap of the test points,
+      i.e. how far the test set's finite size alone moves τ.
+
     ``heldout_all`` (mean, sd of the held-out τ of "all" over random half
     splits, :func:`selection_inflation`) is put beside the in-sample row.
 
     Returns:
         One row per measure (``measure``, ``selection``, the columns above, ``n``).
     """
-    from renyilib.statistics import bootstrap_tau, granulated_tau, kendall_tau, kendall_tau_a
+    from renyilib.statistics import (
+        bootstrap_tau,
+        granulated_tau,
+        kendall_tau,
+        kendall_tau_a,
+        tau_under_target_noise,
+    )
+
+    if gap_draws is not None and np.asarray(gap_draws).shape[1:] != (len(baselines),):
+        raise ValueError(
+            f"gap_draws must have shape (B, {len(baselines)}), got {np.asarray(gap_draws).shape}"
+        )
 
     base = baselines.copy()
     base["test_error"] = 1.0 - base["test_acc"].astype(float)
@@ -619,6 +636,11 @@ def confound_table(
             "low": bt["low"],
             "high": bt["high"],
             "tau_a": kendall_tau_a(x, base["gap"].to_numpy(float)),
+            "gap_noise_sd": (
+                tau_under_target_noise(x, np.asarray(gap_draws))["std"]
+                if gap_draws is not None
+                else float("nan")
+            ),
             "tau_test_error": kendall_tau(x, base["test_error"].to_numpy(float)).tau,
             "granulated": (
                 float(granulated_tau(base, col, axes).set_index("axis").loc["granulated", "psi"])
@@ -639,6 +661,27 @@ def confound_table(
         out.loc[ins, "held_out"] = heldout_all[0]
         out.loc[ins, "held_out_sd"] = heldout_all[1]
     return out
+
+
+def _gap_noise(folder: Path, base: pd.DataFrame, num_draws: int) -> tuple[np.ndarray | None, dict]:
+    """Paired test-point bootstrap of the analysed models' gaps (``None`` without the trained zoo)."""
+    from renyilib.experiments.gap_noise import zoo_gap_draws
+
+    paths = [folder / r for r in base["run"]]
+    if not all((p / "weights.pt").is_file() for p in paths):
+        return None, {"gap_noise": "not measured (the trained zoo is not on this machine)"}
+    draws, _ = zoo_gap_draws(paths, num_draws=num_draws, seed=0)
+    sd = draws.std(axis=0, ddof=1)
+    spread = float(base["gap"].max() - base["gap"].min())
+    return draws, {
+        "gap_noise": (
+            f"the bootstrap standard error of one model's gap is {np.median(sd):.4f} (median over "
+            f"models; {num_draws} paired resamples of the test points), against a spread of "
+            f"{spread:.4f} between the models' gaps"
+        ),
+        "gap_se_median": float(np.median(sd)),
+        "gap_spread": spread,
+    }
 
 
 @dataclass
@@ -789,11 +832,13 @@ def correlation_study(
         match=match,
         n_models=n_used,
     )
+    draws, gap_noise = _gap_noise(out / task, base, int(cfg.get("gap_draws", 1000)))
     confounds = confound_table(
         prof,
         base,
         float(all_best["alpha"]),
         (float(agg.loc["all", "held_out"]), float(agg.loc["all", "held_out_sd"])),
+        gap_draws=draws,
     )
     best_baseline = bt.idxmax()
     numbers = {
@@ -833,6 +878,7 @@ def correlation_study(
                 "side_margin_mean",
             )
         },
+        **gap_noise,
         "renyi_seconds": cost["renyi_seconds"],
         "renyi_matvecs": cost["renyi_matvecs"],
         "baseline_seconds": cost["baseline_seconds"],

@@ -142,6 +142,10 @@ __all__ = [
     "scenario_study",
     "scenario_table",
     "measure_comparison",
+    "CONSTRUCTION_COLUMNS",
+    "construction_numbers",
+    "committed_difference",
+    "sam_variant_numbers",
     "load_results",
     "write_table",
     "read_table",
@@ -986,6 +990,97 @@ def measure_comparison(
             }
         )
     return pd.DataFrame(rows)
+
+
+#: The columns of the constructions table the chapter shows.
+CONSTRUCTION_COLUMNS: tuple[str, ...] = (
+    "construction",
+    "d",
+    "n",
+    "params",
+    "trace",
+    "trace_gn",
+    "trace_hutchinson",
+    "trace_hutchinson_se",
+    "trace_bound",
+    "train_loss",
+    "test_error",
+    "lambda_max",
+    "rank",
+    "renyi_0.5",
+    "renyi_1",
+    "renyi_1.5",
+    "renyi_2",
+)
+
+
+def construction_numbers(table: pd.DataFrame) -> dict[str, float | int]:
+    """The numbers the chapter quotes from :func:`construction_study`'s table.
+
+    Per construction (``gen`` / ``mem``): trace, test error, λ_max, rank and
+    H_α (all parameters, ``H<α>``; first layer, ``fH<α>``) at α ∈ {0.5, 1, 2};
+    then ``cons_d``, ``cons_n``, the bound 4√(d+1) (``bound``), the largest
+    relative deviation of either trace from it (``bound_relerr``) and log n.
+    """
+    t = table.set_index("construction")
+    out: dict[str, float | int] = {}
+    for name, key in (("gen", "generalizing"), ("mem", "memorizing")):
+        row = t.loc[key]
+        out[f"{name}_trace"] = float(row["trace"])
+        out[f"{name}_err"] = float(row["test_error"])
+        out[f"{name}_lmax"] = float(row["lambda_max"])
+        out[f"{name}_rank"] = int(row["rank"])
+        for a in ("0.5", "1", "2"):
+            out[f"{name}_H{a}"] = float(row[f"renyi_{a}"])
+            out[f"{name}_fH{a}"] = float(row[f"first_renyi_{a}"])
+    n = int(t["n"].iloc[0])
+    out.update(
+        cons_d=int(t["d"].iloc[0]),
+        cons_n=n,
+        bound=float(t.loc["generalizing", "trace_bound"]),
+        bound_relerr=float((t["trace"] / t["trace_bound"] - 1).abs().max()),
+        log_n=float(np.log(n)),
+    )
+    return out
+
+
+def committed_difference(table: pd.DataFrame, committed: pd.DataFrame | None) -> float | None:
+    """Largest absolute difference of the measured columns to a committed constructions table.
+
+    ``None`` if there is no committed table or it was made at another ``(d, n)``.
+    Compares the trace, Rényi, λ_max and test-error columns present in both.
+    """
+    if committed is None:
+        return None
+    if (committed["d"].iloc[0], committed["n"].iloc[0]) != (table["d"].iloc[0], table["n"].iloc[0]):
+        return None
+    ref = committed.set_index("construction")
+    cols = [
+        k
+        for k in table.columns
+        if k.startswith(("trace", "renyi_", "first_renyi_", "lambda_max", "test_error"))
+        and k in ref
+    ]
+    mine = table.set_index("construction")[cols].to_numpy(float)
+    return float(np.nanmax(np.abs(mine - ref.loc[table["construction"], cols].to_numpy(float))))
+
+
+def sam_variant_numbers(comparison: pd.DataFrame) -> dict[str, float]:
+    """The end of a :func:`compare_sam_variants` run: the parameter distance, both traces, the lr.
+
+    Returns:
+        ``dist`` (‖θ_seq − θ_vec‖ / ‖θ_seq − θ_0‖ at the last evaluation),
+        ``trace_seq`` / ``trace_vec`` (Tr G of sequential / vectorized 1-SAM at
+        their last evaluation) and ``lr`` (of sequential 1-SAM).
+    """
+    seq = comparison[comparison["method"] == "sam1"]
+    last = comparison.groupby("method").tail(1).set_index("method")
+    return {
+        "dist": float(seq["param_distance"].iloc[-1]),
+        "trace_seq": float(last.loc["sam1", "all_trace"]),
+        "trace_vec": float(last.loc["sam1_vec", "all_trace"]),
+        "lr": float(seq["lr"].iloc[0]),
+    }
 
 
 def load_results(folder: str | Path, tag: str = "long") -> dict[str, pd.DataFrame]:

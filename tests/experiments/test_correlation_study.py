@@ -184,4 +184,15 @@ def test_confound_table_exposes_a_measure_that_only_separates_optimizers():
     assert ren["tau"] == pytest.approx(1.0) and ren["tau_sgd"] == pytest.approx(1.0)
     assert ren["tau_test_error"] == pytest.approx(1.0)  # test error rises with the gap here
     assert ren["low"] <= ren["tau"] <= ren["high"]
+    assert np.isnan(ren["gap_noise_sd"])  # no draws given
+    # gap draws: identical to the gap -> no noise; shuffled gaps -> τ moves
+    same = np.tile(base["gap"].to_numpy(), (20, 1))
+    t0 = confound_table(prof, base, 2.0, gap_draws=same, num_resamples=50).set_index("measure")
+    assert t0.loc["Rényi all (α=0.5)", "gap_noise_sd"] == pytest.approx(0.0)
+    rng = np.random.default_rng(0)
+    noisy = base["gap"].to_numpy() + rng.normal(0, 0.5, size=(50, len(base)))
+    t1 = confound_table(prof, base, 2.0, gap_draws=noisy, num_resamples=50).set_index("measure")
+    assert t1.loc["Rényi all (α=0.5)", "gap_noise_sd"] > 0.05
+    with pytest.raises(ValueError, match="gap_draws must have shape"):
+        confound_table(prof, base, 2.0, gap_draws=noisy[:, :3])
     assert t.loc["Rényi all (α=2)", "held_out"] == 0.4 and np.isnan(ren["held_out"])

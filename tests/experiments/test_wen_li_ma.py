@@ -414,6 +414,10 @@ def test_vectorized_sam_tracks_sequential_at_small_lr():
         gaps.append(float(comp["param_distance"].dropna().iloc[-1]))
     assert gaps[0] < 0.1
     assert gaps[1] < 0.5 * gaps[0]
+    nums = wlm.sam_variant_numbers(comp)
+    assert nums["dist"] == pytest.approx(gaps[1]) and nums["lr"] == pytest.approx(0.001)
+    last = comp.groupby("method").tail(1).set_index("method")["all_trace"]
+    assert (nums["trace_seq"], nums["trace_vec"]) == (last["sam1"], last["sam1_vec"])
 
 
 # ------------------------------------------------------------------------ studies
@@ -515,6 +519,15 @@ def test_measure_comparison_trace_ties_spread_prefers_memorizing(tmp_path):
     wlm.write_table(spectra, tmp_path / "constructions_spectra.csv", {})
     loaded = wlm.load_results(tmp_path)
     assert set(loaded) == {"constructions", "spectra"}
+    # the quoted numbers, and the comparison with the committed table
+    nums = wlm.construction_numbers(table)
+    assert nums["mem_H1"] == pytest.approx(math.log(20), rel=1e-12) == nums["log_n"]
+    assert nums["gen_trace"] == pytest.approx(nums["bound"], rel=1e-9)
+    assert nums["bound_relerr"] < 1e-9 and nums["mem_rank"] == 20 and nums["cons_n"] == 20
+    assert wlm.committed_difference(table, loaded["constructions"]) < 1e-9
+    assert wlm.committed_difference(table, None) is None
+    other, _ = wlm.construction_study(d=5, n=16, n_test=100, seed=0, alphas=(0.5, 1.0, 1.5, 2.0))
+    assert wlm.committed_difference(other, loaded["constructions"]) is None
 
 
 def test_scenario_table_renyi_ordering():
