@@ -1,0 +1,925 @@
+"""The α → 0 end of the Rényi grid on exact spectra: float32 vs float64 and an eigenvalue floor.
+
+For a normalized spectrum :math:`p_i = |\\lambda_i| / \\sum_j |\\lambda_j|` over the
+:math:`n` non-zero eigenvalues, expanding :math:`p_i^\\alpha = e^{\\alpha\\log p_i}`
+at small :math:`\\alpha` gives
+
+.. math::
+
+    H_\\alpha = \\frac{1}{1-\\alpha}\\log\\sum_i p_i^\\alpha
+    = \\log n + \\alpha\\,\\Big(\\overline{\\log|\\lambda|} - \\log\\overline{|\\lambda|}\\Big)
+      + O(\\alpha^2),
+
+with the means over the :math:`n` eigenvalues: :math:`H_\\alpha - \\log n` is, to first
+order, a log-determinant. On a rank-deficient Hessian most of the :math:`n` are
+eigenvalues at the numerical floor (float round-off of a dense ``eigvalsh``),
+so both :math:`n` and :math:`\\overline{\\log|\\lambda|}` are set by round-off,
+not by the network. This module measures how far that goes on the trained
+digits-cnn zoo:
+
+* :func:`zoo_exact_spectra` computes (and caches) the exact eigenvalues of every
+  layer block of every zoo model, with the model and data in float64 or float32;
+* :func:`floored_entropy` is :math:`H_\\alpha` after dropping (or clamping)
+  eigenvalues below ``floor · max|λ|``;
+* :func:`floor_sensitivity` is the long table of :math:`H_\\alpha` per model,
+  block, α, dtype and floor, relative to float64 without a floor;
+* :func:`stable_orders` finds, per block, the orders whose value and whose
+  Kendall τ against the generalization gap do not move with those choices;
+* :func:`alpha_floor_figure` and :func:`alpha_floor_verdict` draw and state it.
+
+``python -m renyilib.experiments.alpha_floor --out data/zoo --dest data/results/digits-cnn``
+runs it and writes ``alpha_floor.csv`` (+ ``.meta.json``) and ``alpha_floor.tau.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from renyilib.entropy import renyi_entropy, spectrum_magnitude
+from renyilib.experiments.io import (
+    atomic_write,
+    code_version,
+    config_hash,
+    read_json,
+    write_json,
+)
+from renyilib.hessian import hessian_operator, layer_blocks
+from renyilib.statistics import best_alpha, bootstrap_tau, kendall_tau
+
+__all__ = [
+    "ALPHAS",
+    "DTYPES",
+    "FLOORS",
+    "MODES",
+    "ExactSpectra",
+    "alpha_floor_figure",
+    "alpha_floor_verdict",
+    "block_spectrum",
+    "floor_sensitivity",
+    "floored_entropy",
+    "main",
+    "stability_table",
+    "stable_orders",
+    "tau_table",
+    "zoo_exact_spectra",
+]
+
+#: The α grid of the study (α = 1 is Shannon's limit, computed exactly by
+#: :func:`renyilib.entropy.renyi_entropy`).
+ALPHAS: tuple[float, ...] = (1e-4, 1e-3, 0.01, 0.03, 0.06, 0.1, 0.2, 0.3, 0.5, 1.0, 1.5, 2.0)
+#: Eigenvalue floors relative to :math:`\\max|\\lambda|` (0: only exact zeros are dropped).
+FLOORS: tuple[float, ...] = (0.0, 1e-12, 1e-9, 1e-7, 1e-5, 1e-3)
+#: The precisions of the dense Hessian (model and data cast to it).
+DTYPES: tuple[str, ...] = ("float64", "float32")
+#: How a floor treats the eigenvalues below it (see :func:`floored_entropy`).
+MODES: tuple[str, ...] = ("drop", "clamp")
+
+_TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_DEFAULT_CACHE = Path("data/cache/alpha_floor")
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def block_spectrum(
+    model: torch.nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    params: Sequence[str],
+    dtype: str = "float64",
+    *,
+    loss_fn: Any = None,
+    backend: str = "linearize",
+    chunk: int = 256,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Exact eigenvalues of the loss Hessian of one parameter block, in a given precision.
+
+    The model (a copy) and the inputs are cast to ``dtype``; the dense Hessian
+    :math:`H = \\nabla^2_{\\theta_B} \\frac1N\\sum_i \\ell_i` is built from ``n``
+    Hessian-vector products (:meth:`renyilib.hessian.HessianOperator.to_dense`,
+    symmetrized) in that precision, and its eigenvalues are those of
+    ``numpy.linalg.eigvalsh`` of the matrix cast to float64 — the exact path of
+    :func:`renyilib.renyi.renyi_sharpness` (``spectrum="exact"``). For
+    ``"float32"`` the round-off is thus that of float32 Hessian entries
+    (relative :math:`\\sim 10^{-7}`), for ``"float64"`` that of float64 ones
+    (:math:`\\sim 10^{-16}`).
+
+    Args:
+        model: The network (eval mode); not modified.
+        data: ``(x, y)``; ``x`` is cast to ``dtype``.
+        params: Parameter names of the block.
+        dtype: ``"float64"`` or ``"float32"``.
+        loss_fn: Mean loss (default cross-entropy).
+        backend: :func:`renyilib.hessian.hessian_operator` backend.
+        chunk: Columns per product batch of ``to_dense``.
+
+    Returns:
+        ``(eigenvalues ascending (float64), {"seconds_hessian", "seconds_eigh"})``.
+
+    Raises:
+        ValueError: Unknown ``dtype``.
+    """
+    if dtype not in _TORCH_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_TORCH_DTYPES)}, got {dtype!r}")
+    td = _TORCH_DTYPES[dtype]
+    net = copy.deepcopy(model).to(td).eval()
+    x, y = data
+    loss_fn = torch.nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+    t0 = time.perf_counter()
+    op = hessian_operator(net, loss_fn, (x.to(td), y), list(params), backend=backend)
+    H = op.to_dense(chunk=chunk).detach().cpu().double().numpy()
+    t1 = time.perf_counter()
+    lam = np.linalg.eigvalsh(H)
+    t2 = time.perf_counter()
+    return lam, {"seconds_hessian": t1 - t0, "seconds_eigh": t2 - t1}
+
+
+@dataclass
+class ExactSpectra:
+    """Exact eigenvalues of zoo models' layer blocks.
+
+    Attributes:
+        eigenvalues: ``{(run, block, dtype): ascending float64 eigenvalues}``.
+        runs: One row per run: ``run, gap, train_loss, test_loss, converged``.
+        seconds: ``{(run, block, dtype): seconds to compute}`` (as cached).
+        settings: Task, subset, subset seed, backend.
+    """
+
+    eigenvalues: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seconds: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def merge(self, other: ExactSpectra) -> ExactSpectra:
+        """The union of two collections (``other`` wins on a shared key)."""
+        runs = pd.concat([self.runs, other.runs]).drop_duplicates("run", keep="last")
+        return ExactSpectra(
+            {**self.eigenvalues, **other.eigenvalues},
+            runs.sort_values("run").reset_index(drop=True),
+            {**self.seconds, **other.seconds},
+            {**self.settings, **other.settings},
+        )
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez does not append ".npz"
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def _default_subset(task: str) -> tuple[int, int]:
+    from renyilib.experiments.zoo_measure import measure_settings
+
+    rc = measure_settings("cpu", task)["renyi"]
+    return int(rc["subset"]), int(rc["subset_seed"])
+
+
+def zoo_exact_spectra(
+    out: str | os.PathLike,
+    task: str = "digits-cnn",
+    dtypes: Sequence[str] = ("float64",),
+    models: Sequence[str] | None = None,
+    cache: str | os.PathLike = _DEFAULT_CACHE,
+    *,
+    blocks: Sequence[str] | None = None,
+    subset: int | None = None,
+    subset_seed: int | None = None,
+    backend: str = "linearize",
+    progress: bool = True,
+    force: bool = False,
+) -> ExactSpectra:
+    """Exact eigenvalues of every layer block of the zoo's models, cached.
+
+    Each spectrum is cached as ``<cache>/<key>/eigenvalues.npz`` (written
+    atomically), ``key`` the :func:`~renyilib.experiments.io.config_hash` of the
+    run hash, block, dtype, subset size and seed, backend and task; a rerun
+    reads it back. The data is the fixed training subset of the correlation
+    study (:func:`renyilib.experiments.data.sharpness_subset`; by default the
+    size and seed of the task's ``cpu`` correlation profile, 256 and 0 for
+    digits-cnn).
+
+    Args:
+        out: The zoo folder (``<out>/<task>/<run>``).
+        task: Zoo task.
+        dtypes: Precisions (``"float64"``, ``"float32"``; see :func:`block_spectrum`).
+        models: Run hashes (default: every finished run of the task).
+        cache: Cache folder.
+        blocks: Block names (default: every layer block of :func:`renyilib.hessian.layer_blocks`, not ``"all"``).
+        subset, subset_seed: The data subset (default: the correlation profile's).
+        backend: Hessian-product backend.
+        progress: tqdm bar over models.
+        force: Recompute cached spectra.
+
+    Returns:
+        :class:`ExactSpectra`.
+
+    Raises:
+        ValueError: Unknown dtype, no finished run, unknown block or model.
+    """
+    from tqdm.auto import tqdm
+
+    from renyilib.experiments import zoo
+    from renyilib.experiments.data import sharpness_subset
+
+    for d in dtypes:
+        if d not in _TORCH_DTYPES:
+            raise ValueError(f"dtypes: each must be one of {sorted(_TORCH_DTYPES)}, got {d!r}")
+    n_sub, seed_sub = _default_subset(task)
+    n_sub = n_sub if subset is None else int(subset)
+    seed_sub = seed_sub if subset_seed is None else int(subset_seed)
+    runs = zoo.table(out, task)
+    if runs.empty:
+        raise ValueError(f"out: no finished run of task {task!r} under {out}")
+    if models is not None:
+        unknown = sorted(set(models) - set(runs["run"]))
+        if unknown:
+            raise ValueError(f"models: unknown runs {unknown} of task {task!r}")
+        runs = runs[runs["run"].isin(list(models))]
+    runs = runs.sort_values("run").reset_index(drop=True)
+    cache = Path(cache)
+    res = ExactSpectra(
+        runs=runs[["run", "gap", "train_loss", "test_loss", "converged"]].copy(),
+        settings={"task": task, "subset": n_sub, "subset_seed": seed_sub, "backend": backend},
+    )
+    bar = tqdm(list(runs.itertuples()), desc="exact spectra", disable=not progress)
+    for row in bar:
+        state: dict[str, Any] = {}
+        names = None
+        for dtype in dtypes:
+            if names is None:
+                # block names depend only on the architecture: read once from the config
+                model = zoo.build_run_model(read_json(Path(row.path) / "config.json")["config"])
+                all_blocks = {k: v for k, v in layer_blocks(model).items() if k != "all"}
+                names = list(all_blocks) if blocks is None else list(blocks)
+                for b in names:
+                    if b not in all_blocks:
+                        raise ValueError(f"blocks: unknown block {b!r}; valid: {list(all_blocks)}")
+            for b in names:
+                key = config_hash(
+                    {"task": task, "run": row.run, "block": b, "dtype": dtype,
+                     "subset": n_sub, "subset_seed": seed_sub, "backend": backend}
+                )  # fmt: skip
+                path = cache / key / "eigenvalues.npz"
+                if path.is_file() and not force:
+                    with np.load(path) as z:
+                        lam = z["eigenvalues"]
+                        secs = float(z["seconds_hessian"] + z["seconds_eigh"])
+                else:
+                    if "model" not in state:
+                        state["model"], config, _ = zoo.load_run(row.path, device="cpu")
+                        bundle = zoo.run_data(config)
+                        state["data"] = sharpness_subset(
+                            bundle, min(n_sub, len(bundle.train_y)), seed_sub, device="cpu"
+                        )
+                    bar.set_postfix_str(f"{b} {dtype}")
+                    lam, t = block_spectrum(
+                        state["model"], state["data"], all_blocks[b], dtype, backend=backend
+                    )
+                    secs = t["seconds_hessian"] + t["seconds_eigh"]
+                    meta = {"task": task, "run": row.run, "block": b, "dtype": dtype,
+                            "subset": n_sub, "subset_seed": seed_sub, "backend": backend,
+                            "code_version": code_version()}  # fmt: skip
+                    _save_npz(
+                        path,
+                        eigenvalues=lam,
+                        seconds_hessian=t["seconds_hessian"],
+                        seconds_eigh=t["seconds_eigh"],
+                        meta=np.array(json.dumps(meta)),
+                    )
+                res.eigenvalues[(row.run, b, dtype)] = np.asarray(lam, dtype=np.float64)
+                res.seconds[(row.run, b, dtype)] = secs
+    return res
+
+
+# --------------------------------------------------------------------------- entropy
+
+
+def floored_entropy(
+    eigs: np.ndarray | Sequence[float],
+    alphas: float | Sequence[float] | np.ndarray,
+    floor: float,
+    mode: str = "drop",
+    negative: str = "abs",
+) -> pd.DataFrame:
+    """Rényi entropy :math:`H_\\alpha` of a spectrum with an eigenvalue floor relative to :math:`\\max|\\lambda|`.
+
+    With :math:`x_i = g(\\lambda_i)` (:math:`|\\lambda_i|` for ``negative="abs"``)
+    and the threshold :math:`t = \\text{floor}\\cdot\\max_i x_i`:
+
+    * ``"drop"`` (default): eigenvalues with :math:`x_i < t` are removed, and so
+      are exact zeros; :math:`n` is the number kept, so the dropped eigenvalues
+      **leave the count**, and :math:`H_\\alpha \\to \\log n` as
+      :math:`\\alpha \\to 0`. With ``floor=0`` only exact zeros are dropped (which
+      contribute nothing to :math:`H_\\alpha` anyway, :math:`0^\\alpha = 0`).
+    * ``"clamp"``: the variant that **keeps** :math:`n` = the block dimension:
+      :math:`x_i \\to \\max(x_i, t)`, every eigenvalue below the floor is raised
+      to it (exact zeros too, for ``floor > 0``).
+
+    ``"drop"`` is the default because it is the entropy of the part of the
+    spectrum that is resolved at the chosen relative precision: once the floor
+    is above the round-off level its value no longer depends on round-off, and
+    its small-α limit :math:`\\log n` is the log of the numerical rank at that
+    precision. ``"clamp"`` keeps the normalization :math:`\\log n` fixed but puts
+    mass :math:`t` on every unresolved direction, so at small α it adds
+    :math:`\\approx \\alpha\\,\\tfrac{n_0}{n}\\log\\text{floor}` (:math:`n_0` the
+    clamped count) to :math:`H_\\alpha - \\log n`: its value is set by the floor
+    itself, and it is given for comparison.
+
+    The entropy is :func:`renyilib.entropy.renyi_entropy` of the kept (or
+    clamped) magnitudes (α = 1 is Shannon's :math:`-\\sum p\\log p`).
+
+    Args:
+        eigs: Eigenvalues (1-D).
+        alphas: Orders α > 0.
+        floor: Relative floor, :math:`0 \\le \\text{floor} < 1`.
+        mode: ``"drop"`` or ``"clamp"``.
+        negative: ``"abs"`` or ``"positive"`` (:math:`g = \\max(\\lambda, 0)`).
+
+    Returns:
+        DataFrame with one row per α: ``alpha``, ``entropy`` (:math:`H_\\alpha`),
+        ``n_used`` (the :math:`n` of the normalization), ``n_below``
+        (eigenvalues with :math:`x_i < t` or zero: dropped or clamped),
+        ``entropy_minus_log_n`` (:math:`H_\\alpha - \\log n_\\text{used}`).
+
+    Raises:
+        ValueError: Bad ``floor``, ``mode``, ``negative``, or an empty /
+            non-finite / all-zero spectrum.
+
+    Example:
+        >>> floored_entropy([4.0, 1.0, 1e-9], [1e-4], 1e-6)["n_used"].tolist()
+        [2]
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not (np.isscalar(floor) and np.isfinite(floor) and 0.0 <= float(floor) < 1.0):
+        raise ValueError(f"floor must be a number in [0, 1), got {floor!r}")
+    lam = np.asarray(eigs, dtype=np.float64).reshape(-1)
+    if lam.size == 0 or not np.all(np.isfinite(lam)):
+        raise ValueError("eigs: expected a non-empty array of finite eigenvalues")
+    x = spectrum_magnitude(negative)(lam)
+    top = x.max()
+    if not top > 0:
+        raise ValueError(f"eigs: the spectrum is all zero (negative={negative!r})")
+    t = float(floor) * top
+    below = (x < t) | (x == 0)
+    if mode == "drop":
+        xs = x[~below]
+        n_used = int(xs.size)
+    else:
+        xs = np.maximum(x, t) if floor > 0 else x
+        n_used = int(x.size)
+    h = np.atleast_1d(renyi_entropy(xs, alphas, negative="abs"))
+    a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    return pd.DataFrame(
+        {
+            "alpha": a,
+            "entropy": h,
+            "n_used": n_used,
+            "n_below": int(below.sum()),
+            "entropy_minus_log_n": h - np.log(n_used),
+        }
+    )
+
+
+def floor_sensitivity(
+    spectra: ExactSpectra,
+    alphas: Sequence[float] = ALPHAS,
+    floors: Sequence[float] = FLOORS,
+    dtypes: Sequence[str] | None = None,
+    modes: Sequence[str] = MODES,
+    negative: str = "abs",
+) -> pd.DataFrame:
+    """Long table of :math:`H_\\alpha` per model, block, α, dtype, floor and mode, against the reference.
+
+    The reference of a (model, block, α) is float64 with ``floor=0`` (only
+    exact zeros dropped, for which both modes agree). ``rel_change`` is the
+    relative change of the sharpness :math:`-H_\\alpha`:
+    :math:`((-H_\\alpha) - (-H^{\\text{ref}}_\\alpha)) / |H^{\\text{ref}}_\\alpha|`.
+
+    Args:
+        spectra: From :func:`zoo_exact_spectra` (must hold float64 of every model/block used).
+        alphas, floors, modes: The grid (see :func:`floored_entropy`).
+        dtypes: Dtypes to include (default: all present).
+        negative: ``"abs"`` or ``"positive"``.
+
+    Returns:
+        Columns ``run, block, dim, dtype, floor, mode, alpha, n_used, n_below,
+        entropy, entropy_minus_log_n, sharpness, ref_entropy, rel_change, gap,
+        converged``.
+
+    Raises:
+        ValueError: A spectrum without its float64 reference, or an unknown dtype.
+    """
+    present = sorted({d for _, _, d in spectra.eigenvalues})
+    dtypes = present if dtypes is None else list(dtypes)
+    for d in dtypes:
+        if d not in present:
+            raise ValueError(f"dtypes: {d!r} is not in the spectra (present: {present})")
+    info = spectra.runs.set_index("run")
+    rows = []
+    for (run, block, dtype), lam in sorted(spectra.eigenvalues.items()):
+        if dtype not in dtypes:
+            continue
+        ref_lam = spectra.eigenvalues.get((run, block, "float64"))
+        if ref_lam is None:
+            raise ValueError(f"spectra: {run}/{block} has {dtype} but no float64 reference")
+        ref = floored_entropy(ref_lam, alphas, 0.0, "drop", negative)["entropy"].to_numpy()
+        for mode in modes:
+            for fl in floors:
+                df = floored_entropy(lam, alphas, fl, mode, negative)
+                df.insert(0, "mode", mode)
+                df.insert(0, "floor", float(fl))
+                df.insert(0, "dtype", dtype)
+                df.insert(0, "dim", lam.size)
+                df.insert(0, "block", block)
+                df.insert(0, "run", run)
+                df["sharpness"] = -df["entropy"]
+                df["ref_entropy"] = ref
+                df["rel_change"] = (df["sharpness"] + ref) / np.abs(ref)
+                rows.append(df)
+    if not rows:
+        raise ValueError("spectra: no spectrum of the requested dtypes")
+    out = pd.concat(rows, ignore_index=True)
+    out["gap"] = out["run"].map(info["gap"])
+    out["converged"] = out["run"].map(info["converged"]).astype(bool)
+    return out
+
+
+# --------------------------------------------------------------------------- stability
+
+
+def tau_table(
+    table: pd.DataFrame,
+    only_converged: bool = True,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Kendall τ of the sharpness :math:`-H_\\alpha` against the gap, per block, α, dtype, floor and mode.
+
+    Each τ is compared with the reference's (float64, floor 0, ``"drop"``) on
+    **the same models** (float32 may cover fewer): ``tau_ref`` and its
+    bootstrap standard error ``tau_ref_se`` (:func:`renyilib.statistics.bootstrap_tau`
+    over models) are computed on the models of that row.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        only_converged: Use converged runs only (as the correlation study does).
+        num_resamples, seed: Of the bootstrap.
+
+    Returns:
+        Columns ``block, alpha, dtype, floor, mode, n, tau, tau_ref, tau_ref_se, tau_shift``
+        (``tau - tau_ref``).
+    """
+    t = table[table["converged"]] if only_converged else table
+    ref = t[(t["dtype"] == "float64") & (t["floor"] == 0.0) & (t["mode"] == "drop")]
+    ref = ref.set_index(["block", "alpha", "run"])["sharpness"]
+    se_cache: dict[tuple, tuple[float, float]] = {}
+    rows = []
+    for (block, alpha, dtype, fl, mode), g in t.groupby(
+        ["block", "alpha", "dtype", "floor", "mode"], sort=True
+    ):
+        g = g.sort_values("run")
+        runs = tuple(g["run"])
+        r = ref.loc[[(block, alpha, run) for run in runs]].to_numpy()
+        key = (block, alpha, runs)
+        if key not in se_cache:
+            b = bootstrap_tau(r, g["gap"].to_numpy(), num_resamples=num_resamples, seed=seed)
+            se_cache[key] = (b["tau"], b["stderr"])
+        tau_ref, se = se_cache[key]
+        tau = kendall_tau(g["sharpness"].to_numpy(), g["gap"].to_numpy()).tau
+        rows.append(
+            {"block": block, "alpha": alpha, "dtype": dtype, "floor": fl, "mode": mode,
+             "n": len(runs), "tau": tau, "tau_ref": tau_ref, "tau_ref_se": se,
+             "tau_shift": tau - tau_ref}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def stability_table(
+    table: pd.DataFrame,
+    taus: pd.DataFrame | None = None,
+    tol: float = 0.01,
+    dtypes: Sequence[str] | None = None,
+    floors: Sequence[float] | None = None,
+    modes: Sequence[str] = ("drop",),
+) -> pd.DataFrame:
+    """Per block and α: how far the value and τ move over the chosen dtypes, floors and modes.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        taus: From :func:`tau_table` of the same table (computed if ``None``).
+        tol: Tolerance on the relative change of :math:`-H_\\alpha` (0.01 = 1%).
+        dtypes, floors, modes: The choices the value must be stable to
+            (default: every dtype and floor in ``table``; ``"drop"`` only).
+
+    Returns:
+        Columns ``block, alpha, max_rel_change`` (max over models and choices of
+        ``|rel_change|``), ``worst`` (the choice reaching it), ``max_tau_shift``
+        (max ``|tau_shift|``), ``tau_ref``, ``tau_ref_se`` (on all models),
+        ``value_stable`` (``max_rel_change <= tol``), ``tau_stable`` (every
+        ``|tau_shift| < tau_ref_se`` of its model set), ``stable`` (both).
+    """
+
+    def pick(df: pd.DataFrame) -> pd.DataFrame:
+        keep = df["mode"].isin(list(modes))
+        if dtypes is not None:
+            keep &= df["dtype"].isin(list(dtypes))
+        if floors is not None:
+            keep &= df["floor"].isin([float(f) for f in floors])
+        return df[keep]
+
+    if taus is None:
+        taus = tau_table(table)
+    t = pick(table)
+    tt = pick(taus)
+    if t.empty:
+        raise ValueError("no row of table matches the chosen dtypes, floors and modes")
+    rows = []
+    for (block, alpha), g in t.groupby(["block", "alpha"], sort=True):
+        i = g["rel_change"].abs().idxmax()
+        worst = g.loc[i]
+        gt = tt[(tt["block"] == block) & (tt["alpha"] == alpha)]
+        full = gt[(gt["dtype"] == "float64") & (gt["floor"] == 0.0)]
+        shift = gt["tau_shift"].abs()
+        rows.append(
+            {
+                "block": block,
+                "alpha": alpha,
+                "max_rel_change": float(abs(worst["rel_change"])),
+                "worst": f"{worst['dtype']}, floor {worst['floor']:g}, {worst['mode']}",
+                "max_tau_shift": float(shift.max()) if len(gt) else float("nan"),
+                "tau_ref": float(full["tau_ref"].iloc[0]) if len(full) else float("nan"),
+                "tau_ref_se": float(full["tau_ref_se"].iloc[0]) if len(full) else float("nan"),
+                "tau_stable": bool(len(gt)) and bool((shift < gt["tau_ref_se"]).all()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["value_stable"] = out["max_rel_change"] <= tol
+    out["stable"] = out["value_stable"] & out["tau_stable"]
+    return out
+
+
+def stable_orders(
+    table: pd.DataFrame,
+    tol: float = 0.01,
+    taus: pd.DataFrame | None = None,
+    **choices: Any,
+) -> pd.DataFrame:
+    """Per block, the α whose :math:`H_\\alpha` and τ are stable to the precision and floor choices.
+
+    An order is stable when, over every model and every choice (dtypes,
+    floors, modes as for :func:`stability_table`), :math:`-H_\\alpha` moves by at
+    most ``tol`` relative to float64 without a floor, **and** the zoo's Kendall
+    τ against the gap moves by less than its bootstrap standard error.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        tol: Relative tolerance on the value.
+        taus: From :func:`tau_table` (computed if ``None``).
+        **choices: ``dtypes``, ``floors``, ``modes`` of :func:`stability_table`.
+
+    Returns:
+        One row per block: ``block``, ``stable_alphas`` (comma-separated),
+        ``alpha_min``, ``alpha_max`` (of the contiguous stable run that ends at
+        the largest stable α; NaN if none), ``value_only_alphas`` (stable in
+        value, not in τ), ``unstable_alphas``.
+    """
+    st = stability_table(table, taus, tol, **choices)
+    rows = []
+    for block, g in st.groupby("block", sort=True):
+        g = g.sort_values("alpha")
+        a = g["alpha"].to_numpy()
+        ok = g["stable"].to_numpy()
+        lo = hi = float("nan")
+        if ok.any():
+            j = int(np.flatnonzero(ok)[-1])
+            i = j
+            while i > 0 and ok[i - 1]:
+                i -= 1
+            lo, hi = float(a[i]), float(a[j])
+        vo = g["value_stable"].to_numpy() & ~ok
+        rows.append(
+            {
+                "block": block,
+                "stable_alphas": ",".join(f"{x:g}" for x in a[ok]),
+                "alpha_min": lo,
+                "alpha_max": hi,
+                "value_only_alphas": ",".join(f"{x:g}" for x in a[vo]),
+                "unstable_alphas": ",".join(f"{x:g}" for x in a[~g["value_stable"].to_numpy()]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- figure, verdict
+
+
+def alpha_floor_figure(
+    table: pd.DataFrame,
+    value: str = "entropy_minus_log_n",
+    taus: pd.DataFrame | None = None,
+    mode: str = "drop",
+    blocks: Sequence[str] | None = None,
+) -> Any:
+    """Per block, the median over models of :math:`H_\\alpha - \\log n` (or τ) against α on a log axis.
+
+    One line per (dtype, floor); float64 solid, float32 dashed.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        value: ``"entropy_minus_log_n"``, ``"entropy"``, ``"rel_change"`` or ``"tau"``.
+        taus: From :func:`tau_table` (needed for ``value="tau"``; computed if ``None``).
+        mode: ``"drop"`` or ``"clamp"``.
+        blocks: Blocks to draw (default: all).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if value == "tau":
+        src = tau_table(table) if taus is None else taus
+        col = "tau"
+    elif value in ("entropy_minus_log_n", "entropy", "rel_change"):
+        src, col = table, value
+    else:
+        raise ValueError(
+            f"value must be 'entropy_minus_log_n', 'entropy', 'rel_change' or 'tau', got {value!r}"
+        )
+    src = src[src["mode"] == mode]
+    names = sorted(src["block"].unique()) if blocks is None else list(blocks)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    floors = sorted(src["floor"].unique())
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(floors)))
+    for ax, b in zip(axes[0], names):
+        g = src[src["block"] == b]
+        for dtype, ls in (("float64", "-"), ("float32", "--")):
+            for c, fl in zip(colors, floors):
+                h = g[(g["dtype"] == dtype) & (g["floor"] == fl)]
+                if h.empty:
+                    continue
+                m = h.groupby("alpha")[col].median()
+                ax.plot(m.index, m.to_numpy(), ls, color=c, lw=1.2,
+                        label=f"{dtype}, floor {fl:g}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(b, fontsize=9)
+        ax.set_xlabel("α")
+    axes[0][0].set_ylabel(
+        {"entropy_minus_log_n": "median H_α − log n", "tau": "Kendall τ"}.get(col, col)
+    )
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def alpha_floor_verdict(
+    table: pd.DataFrame,
+    taus: pd.DataFrame | None = None,
+    tol: float = 0.01,
+    chapter_profiles: pd.DataFrame | None = None,
+) -> str:
+    """The conclusion, generated from the numbers: the stable α range per block and the fate of α = 1e-4.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        taus: From :func:`tau_table` (computed if ``None``).
+        tol: Relative tolerance on the value.
+        chapter_profiles: The correlation chapter's ``profiles.csv`` (SLQ;
+            columns ``block, alpha, sharpness, gap, converged``), to state its best α
+            per block; ``None`` skips that part.
+
+    Returns:
+        A paragraph of plain text.
+    """
+    taus = tau_table(table) if taus is None else taus
+    so = stable_orders(table, tol, taus)
+    st = stability_table(table, taus, tol)
+    parts = []
+    for r in so.itertuples():
+        s = st[st["block"] == r.block].set_index("alpha")
+        small = s.loc[min(s.index)]
+        rng = (
+            f"α ∈ [{r.alpha_min:g}, {r.alpha_max:g}]"
+            if np.isfinite(r.alpha_min)
+            else "no order of the grid"
+        )
+        parts.append(
+            f"{r.block}: {rng} is stable (value within {tol:.0%}, τ within its bootstrap SE); "
+            f"at α = {min(s.index):g} −H_α moves by up to {small['max_rel_change']:.1%} "
+            f"({small['worst']}) and τ by up to {small['max_tau_shift']:.2f} "
+            f"(SE {small['tau_ref_se']:.2f})"
+        )
+    text = "Stable orders per block over dtypes and floors — " + "; ".join(parts) + "."
+    floors = sorted(f for f in table["floor"].unique() if f > 0)
+    by_floor = {
+        fmax: stable_orders(table, tol, taus, floors=[0.0, *[f for f in floors if f <= fmax]])
+        for fmax in floors
+    }
+    text += (
+        " Smallest α of the stable range when the floors go up to "
+        + "/".join(f"{f:g}" for f in floors)
+        + " (float32 included): "
+        + "; ".join(
+            f"{b} "
+            + "/".join(
+                f"{v:g}" if np.isfinite(v) else "none"
+                for v in (by_floor[f].set_index("block").loc[b, "alpha_min"] for f in floors)
+            )
+            for b in so["block"]
+        )
+        + "."
+    )
+    ref = taus[(taus["dtype"] == "float64") & (taus["floor"] == 0.0) & (taus["mode"] == "drop")]
+    ba = best_alpha(ref.assign(task="x"), by=("task", "block"))
+    ba_txt = ", ".join(f"{r.block} {r.alpha:g} (τ {r.tau:.2f})" for r in ba.itertuples())
+    text += f" Best α on exact float64 spectra (paper range, floor 0): {ba_txt}."
+    survive = []
+    for b in sorted(ref["block"].unique()):
+        picks = []
+        for fl in sorted(taus["floor"].unique()):
+            g = taus[(taus["block"] == b) & (taus["dtype"] == "float64") & (taus["floor"] == fl)
+                     & (taus["mode"] == "drop")]  # fmt: skip
+            bb = best_alpha(g.assign(task="x"), by=("task", "block"))
+            picks.append(f"{bb['alpha'].iloc[0]:g}" if len(bb) else "–")
+        survive.append(f"{b} [{', '.join(picks)}]")
+    text += (
+        " Best α per floor ("
+        + ", ".join(f"{f:g}" for f in sorted(taus["floor"].unique()))
+        + "): "
+        + "; ".join(survive)
+        + "."
+    )
+    if chapter_profiles is not None:
+        cp = chapter_profiles
+        if "converged" in cp:
+            cp = cp[cp["converged"].astype(bool)]
+        sw = []
+        for (b, a), g in cp.groupby(["block", "alpha"]):
+            sw.append({"task": "x", "block": b, "alpha": a,
+                       "tau": kendall_tau(g["sharpness"].to_numpy(), g["gap"].to_numpy()).tau})  # fmt: skip
+        cb = best_alpha(pd.DataFrame(sw), by=("task", "block"))
+        cb = cb[cb["block"].isin(set(so["block"]))]
+        verdicts = []
+        for r in cb.itertuples():
+            srow = so[so["block"] == r.block].iloc[0]
+            stable = f"{r.alpha:g}" in srow["stable_alphas"].split(",")
+            verdicts.append(
+                f"{r.block} {r.alpha:g} ({'in' if stable else 'outside'} the stable range)"
+            )
+        n_small = int((cb["alpha"] <= 1e-4).sum())
+        text += (
+            f" The correlation chapter's SLQ best α: {', '.join(verdicts)}; "
+            f"{n_small} of {len(cb)} layers pick α = 0.0001"
+        )
+        text += (
+            ", a choice that "
+            + (
+                "does not survive: it rests on an order whose value is set by the eigenvalue floor."
+                if any(
+                    r.alpha <= 1e-4
+                    and "0.0001"
+                    not in so[so["block"] == r.block].iloc[0]["stable_alphas"].split(",")
+                    for r in cb.itertuples()
+                )
+                else "survives: α = 0.0001 is stable for those layers."
+            )
+            if n_small
+            else "."
+        )
+    return text
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m renyilib.experiments.alpha_floor``: compute, tabulate and export the study."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="data/zoo", help="zoo folder")
+    p.add_argument("--task", default="digits-cnn")
+    p.add_argument("--dest", default="data/results/digits-cnn", help="results folder")
+    p.add_argument("--cache", default=str(_DEFAULT_CACHE))
+    p.add_argument("--full-models", type=int, default=16,
+                   help="runs (spread over the gap, converged) whose every block is done in float64 (0: all)")  # fmt: skip
+    p.add_argument("--small-blocks", default="features.0.weight,features.2.weight,fc.weight",
+                   help="blocks done in float64 for every other run (comma-separated)")  # fmt: skip
+    p.add_argument("--float32-models", type=int, default=6,
+                   help="runs (spread over the gap, among the full ones) done in float32 too")  # fmt: skip
+    p.add_argument("--models", default=None, help="comma-separated run hashes (default: all)")
+    p.add_argument("--tol", type=float, default=0.01)
+    p.add_argument("--resamples", type=int, default=1000)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    from renyilib.experiments import zoo
+    from renyilib.experiments.spectrum_study import pick_by_gap
+
+    runs = zoo.table(args.out, args.task)
+    if args.models is not None:
+        runs = runs[runs["run"].isin(args.models.split(","))]
+    conv = runs[runs["converged"]]
+    full = (
+        list(runs["run"])
+        if args.full_models == 0
+        else pick_by_gap(conv, args.full_models)["run"].tolist()
+    )
+    picked = pick_by_gap(conv[conv["run"].isin(full)], args.float32_models)["run"].tolist()
+    rest = [r for r in runs["run"] if r not in full]
+    small = [b for b in args.small_blocks.split(",") if b]
+    # cheapest-to-lose last: every block of the full runs, their float32 twins, the rest's small blocks
+    spectra = zoo_exact_spectra(args.out, args.task, ("float64",), full, args.cache)
+    spectra = spectra.merge(
+        zoo_exact_spectra(args.out, args.task, ("float32",), picked, args.cache)
+    )
+    if rest and small:
+        spectra = spectra.merge(
+            zoo_exact_spectra(args.out, args.task, ("float64",), rest, args.cache, blocks=small)
+        )
+    table = floor_sensitivity(spectra)
+    taus = tau_table(table, num_resamples=args.resamples)
+    so = stable_orders(table, args.tol, taus)
+    st = stability_table(table, taus, args.tol)
+    chapter = Path(args.dest) / "profiles.csv"
+    profiles = pd.read_csv(chapter) if chapter.is_file() else None
+    verdict = alpha_floor_verdict(table, taus, args.tol, profiles)
+    dest = Path(args.dest)
+    text = table.to_csv(index=False, float_format="%.10g")
+    atomic_write(dest / "alpha_floor.csv", lambda tmp: tmp.write_text(text))
+    ttext = taus.to_csv(index=False, float_format="%.10g")
+    atomic_write(dest / "alpha_floor.tau.csv", lambda tmp: tmp.write_text(ttext))
+    fig = alpha_floor_figure(table)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write(dest / "alpha_floor.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
+    cost = pd.DataFrame(
+        [
+            {"run": r, "block": b, "dtype": d, "seconds": s}
+            for (r, b, d), s in spectra.seconds.items()
+        ]
+    )
+    meta = {
+        "command": " ".join(
+            [
+                Path(sys.executable).name,
+                "-m",
+                "renyilib.experiments.alpha_floor",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),  # fmt: skip
+        "code_version": code_version(),
+        "settings": {
+            **spectra.settings,
+            "alphas": list(ALPHAS),
+            "floors": list(FLOORS),
+            "modes": list(MODES),
+            "negative": "abs",
+            "tol": args.tol,
+            "tau": "Kendall tau-b of -H_alpha vs gap, converged runs",
+            "bootstrap_resamples": args.resamples,
+            "full_models": full,
+            "float32_models": picked,
+            "small_blocks": small,
+            "small_block_models": rest,
+            "eigh": "numpy.linalg.eigvalsh of the dense Hessian cast to float64",
+        },  # fmt: skip
+        "models": int(runs.shape[0]),
+        "converged": int(runs["converged"].sum()),
+        "spectra": {
+            f"{b}/{d}": int(n) for (b, d), n in cost.groupby(["block", "dtype"]).size().items()
+        },
+        "spectrum_seconds": {
+            "total": float(cost["seconds"].sum()),
+            "per_block_dtype_median": {
+                f"{b}/{d}": float(g["seconds"].median())
+                for (b, d), g in cost.groupby(["block", "dtype"])
+            },
+        },
+        "seconds": time.perf_counter() - t0,
+        "stable_orders": so.to_dict(orient="records"),
+        "stability": st.to_dict(orient="records"),
+        "verdict": verdict,
+        "zoo_runs": zoo.table(args.out, args.task)["run"].tolist(),
+    }
+    write_json(dest / "alpha_floor.meta.json", meta)
+    print(so.to_string(index=False))
+    print(verdict)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
