@@ -85,7 +85,7 @@ core-check:
 	cd tests && ../$(CORE_VENV)/bin/python -m pytest -q -p no:cacheprovider -c /dev/null --rootdir=.. test_core_only.py test_layers.py
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q pyhessian==0.1
+	$(BIN)/python -m pip install -q pyhessian==0.1 curvlinops-for-pytorch==3.0.1
 	$(BIN)/python benchmarks/run_all.py
 
 # Refresh the MathJax shipped with the book (book/_vendor/mathjax, see its README).

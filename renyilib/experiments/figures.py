@@ -413,9 +413,23 @@ def sweep_figure(sweep: pd.DataFrame, alphas: Sequence[float] = (0.5, 1.5, 2.0))
     return fig
 
 
+#: Colours of the frontier's routes: renyilib and PyHessian in their book colours
+#: (:func:`renyilib.plots.color`), curvlinops (density) and its Ritz variant in two of
+#: their own (Tol's indigo and cyan, not used by any measure or optimizer).
+FRONTIER_ROUTE_COLORS: dict[str, str] = {
+    "renyilib": color("renyi"),
+    "pyhessian": color("pyhessian"),
+    "curvlinops": "#332288",
+    "curvlinops-ritz": "#88CCEE",
+}
+
+
 def frontier_figure(table: pd.DataFrame, clock: str = "cpu") -> plt.Figure:
     """Time to accuracy per block: each configuration's error against its seconds, per route.
 
+    Every route in the table is drawn, in the order of
+    :data:`FRONTIER_ROUTE_COLORS` and in its colour there (any other route
+    after them, in the next unused colour of the current colour cycle).
     Dots: configurations of the sweep; line: the best error reached so far;
     stars: the confirmation runs; dotted: 2 %.
 
@@ -429,10 +443,16 @@ def frontier_figure(table: pd.DataFrame, clock: str = "cpu") -> plt.Figure:
     """
     _check_columns(table, ["route", "block", "seconds", "error", "time_source"], "table")
     blocks = list(dict.fromkeys(table["block"]))
+    present = list(dict.fromkeys(table["route"]))
+    routes = [r for r in FRONTIER_ROUTE_COLORS if r in present]
+    routes += [r for r in present if r not in FRONTIER_ROUTE_COLORS]
+    spare = iter(c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]
+                 if c not in FRONTIER_ROUTE_COLORS.values())  # fmt: skip
+    colours = {r: FRONTIER_ROUTE_COLORS.get(r) or next(spare, "0.3") for r in routes}
     fig, axes = _panel_grid(len(blocks))
     for ax, b in zip(axes, blocks):
-        for route in ("pyhessian", "renyilib"):
-            c = color("pyhessian") if route == "pyhessian" else color("renyi")
+        for route in routes:
+            c = colours[route]
             g = table[
                 (table["block"] == b)
                 & (table["route"] == route)

@@ -106,3 +106,102 @@ def test_frontier_results_missing_and_committed(tmp_path):
         pytest.skip("benchmarks/results/frontier.csv not committed")
     assert got["numbers"]["bench_verdict"] in ("met", "not met")
     assert {"route", "block", "seconds", "error"} <= set(got["table"].columns)
+    assert set(es.FRONTIER_KEYS) <= set(got["numbers"])
+
+
+def _write_frontier(root: Path, table: pd.DataFrame, summary: dict) -> None:
+    import json
+
+    out = root / "benchmarks" / "results"
+    out.mkdir(parents=True)
+    table.to_csv(out / "frontier.csv", index=False)
+    meta = {
+        "date_utc": "2026-01-01 00:00",
+        "machine": "x86_64",
+        "cpu_count": 2,
+        "torch_threads": 1,
+        "torch": "2.x",
+        "code_version": "0.1.0+gabc",
+        "summary": summary,
+    }
+    (out / "frontier.meta.json").write_text(json.dumps(meta))
+
+
+def _route_summary(reached, confirmed):
+    return {
+        "blocks_reached": reached,
+        "confirmed_seconds": confirmed,
+        "sweep_seconds": confirmed,
+        "confirmed_max_error": 0.01,
+        "max_swept_seconds": 9.0,
+        "all_blocks": len(reached) == 2,
+    }
+
+
+def test_frontier_results_three_routes(tmp_path):
+    rows = [
+        (route, b, sec, err, src)
+        for route, b, sec, err, src in [
+            ("renyilib", "a", 1.0, 0.01, "measured"),
+            ("renyilib", "b", 2.0, 0.015, "measured"),
+            ("renyilib", "a", 1.1, 0.01, "confirm"),
+            ("renyilib", "b", 1.9, 0.012, "confirm"),
+            ("pyhessian", "a", 5.0, 0.03, "measured"),
+            ("pyhessian", "b", 6.0, 0.025, "measured"),
+            ("curvlinops", "a", 4.0, 0.015, "measured"),
+            ("curvlinops", "b", 8.0, 0.05, "measured"),
+            ("curvlinops", "a", 4.2, 0.016, "confirm"),
+        ]
+    ]
+    table = pd.DataFrame(rows, columns=["route", "block", "seconds", "error", "time_source"])
+    summary = {
+        "target": 0.02,
+        "blocks": ["a", "b"],
+        "routes": ["renyilib", "pyhessian", "curvlinops"],
+        "renyilib": _route_summary(["a", "b"], 3.0),
+        "pyhessian": _route_summary([], 0.0),
+        "curvlinops": _route_summary(["a"], 4.2),
+        "speedups": {
+            "pyhessian": {"speedup": 11 / 3, "speedup_kind": "lower bound (pyhessian ...)"},
+            "curvlinops": {"speedup": 12.2 / 3, "speedup_kind": "lower bound (curvlinops ...)"},
+        },
+        "speedup": 11 / 3,
+        "speedup_kind": "lower bound (pyhessian ...)",
+    }
+    _write_frontier(tmp_path, table, summary)
+    got = es.frontier_results(tmp_path)
+    num = got["numbers"]
+    assert set(es.FRONTIER_KEYS) <= set(num)
+    assert num["bench_speedup"] == "3.7×" and num["bench_verdict"] == "met"
+    assert num["bench_curvlinops_speedup"] == "4.1×"
+    assert num["bench_curvlinops_speedup_kind"].startswith("lower bound (curvlinops")
+    assert num["bench_renyilib_s"] == "on 2 of 2 blocks in 3.0 s (confirmed)"
+    # curvlinops reached a only; its best sweep error on b is 5.0 %
+    assert num["bench_curvlinops_s"] == (
+        "on 1 of 2 blocks in 4.2 s (confirmed); its smallest error in the sweep elsewhere was "
+        "5.0 % (b)"
+    )
+    assert num["bench_pyhessian_s"].startswith("on 0 of 2 blocks; its smallest error")
+    assert "2.5 % (b)" in num["bench_pyhessian_s"]
+    # the Ritz variant was not in this run
+    assert num["bench_curvlinops_ritz_s"].startswith("not measured")
+    assert num["bench_curvlinops_ritz_speedup"].startswith("not measured")
+
+
+def test_frontier_results_reads_a_pyhessian_only_summary(tmp_path):
+    table = pd.DataFrame(
+        [("renyilib", "a", 1.0, 0.01, "confirm"), ("pyhessian", "a", 2.5, 0.01, "confirm")],
+        columns=["route", "block", "seconds", "error", "time_source"],
+    )
+    summary = {
+        "target": 0.02,
+        "blocks": ["a"],
+        "renyilib": _route_summary(["a"], 1.0),
+        "pyhessian": _route_summary(["a"], 2.5),
+        "speedup": 2.5,
+        "speedup_kind": "measured",
+    }
+    _write_frontier(tmp_path, table, summary)
+    num = es.frontier_results(tmp_path)["numbers"]
+    assert num["bench_speedup"] == "2.5×" and num["bench_verdict"] == "not met"
+    assert num["bench_curvlinops_s"].startswith("not measured")

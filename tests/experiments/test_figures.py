@@ -91,12 +91,14 @@ def test_bounds_and_appendix_f_figures():
 
 def test_estimator_figures():
     from renyilib.experiments.figures import (
+        FRONTIER_ROUTE_COLORS,
         density_comparison,
         entropy_against_alpha,
         frontier_figure,
         sweep_figure,
     )
     from renyilib.lanczos import SpectralQuadrature
+    from renyilib.plots import color
 
     exact = {f"b{i}": np.linspace(0.0, 1.0 + i, 5 + i) for i in range(4)}
     quads = {
@@ -134,15 +136,31 @@ def test_estimator_figures():
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 3  # two l-lines and the 2 % line
     table = pd.DataFrame(
         {
-            "route": ["pyhessian", "renyilib", "renyilib"],
-            "block": ["a"] * 3,
-            "seconds": [1.0, 0.5, 0.6],
-            "error": [0.05, 0.01, 0.012],
-            "time_source": ["sweep", "sweep", "confirm"],
+            "route": ["pyhessian", "renyilib", "renyilib", "curvlinops", "curvlinops"],
+            "block": ["a"] * 5,
+            "seconds": [1.0, 0.5, 0.6, 2.0, 2.2],
+            "error": [0.05, 0.01, 0.012, 0.015, 0.018],
+            "time_source": ["sweep", "sweep", "confirm", "sweep", "confirm"],
         }
     )
     fig = frontier_figure(table)
-    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # three routes, each: dots (labelled), best-so-far step, confirmation stars; then 2 %
+    assert len(ax.lines) == 3 * 3 + 1
+    dots = {ln.get_label(): ln for ln in ax.lines if not ln.get_label().startswith("_")}
+    assert list(dots) == ["renyilib", "pyhessian", "curvlinops"]
+    for route, ln in dots.items():
+        assert ln.get_color() == FRONTIER_ROUTE_COLORS[route]
+    assert FRONTIER_ROUTE_COLORS["renyilib"] == color("renyi")
+    assert FRONTIER_ROUTE_COLORS["pyhessian"] == color("pyhessian")
+    assert len(set(FRONTIER_ROUTE_COLORS.values())) == len(FRONTIER_ROUTE_COLORS)
+    np.testing.assert_allclose(dots["curvlinops"].get_xdata(), [2.0])
+    np.testing.assert_allclose(dots["curvlinops"].get_ydata(), [1.5])
+    # a route without a colour of its own still gets a distinct one
+    extra = pd.concat([table, table.iloc[[0]].assign(route="other")], ignore_index=True)
+    labels = [ln for ln in frontier_figure(extra).axes[0].lines if ln.get_label() == "other"]
+    assert labels and labels[0].get_color() not in FRONTIER_ROUTE_COLORS.values()
     with pytest.raises(ValueError, match="lacks columns"):
         frontier_figure(table.drop(columns="route"))
 
