@@ -19,6 +19,9 @@ from renyilib.plots import FIGURE_WIDTH, color, heatmap, log_axis, subplots
 __all__ = [
     "appendix_f_figure",
     "bounds_figure",
+    "constructions_figure",
+    "sam_variants_figure",
+    "scenario_curves_figure",
     "curves_and_gaps",
     "density_comparison",
     "entropy_against_alpha",
@@ -813,4 +816,150 @@ def curves_and_gaps(curves: pd.DataFrame, runs: pd.DataFrame, converged_loss: fl
     c.set(title="(c) generalization gap", xlabel="test loss − train loss", ylabel="runs")
     a.legend()
     b.legend()
+    return fig
+
+
+# --------------------------------------------------------------------------- Wen, Li & Ma (2023)
+
+_WLM_STYLES = {
+    "gd": ("C0", "GD + wd"),
+    "sam1": ("C3", "1-SAM"),
+    "sam1_vec": ("C2", "vectorized 1-SAM"),
+}
+_WLM_SCENARIOS = {
+    "no_bias": "Scenario I (no bias) — cf. Fig. 1",
+    "batchnorm": "Scenario II (simplified BN) — cf. Fig. 2",
+    "bias": "Scenario III (bias) — cf. Fig. 4",
+    "layernorm": "simplified LayerNorm — cf. Fig. 6",
+}
+
+
+def constructions_figure(
+    table: pd.DataFrame, spectra: pd.DataFrame, comparison: pd.DataFrame, alphas: Sequence[float]
+) -> plt.Figure:
+    """The two flattest interpolators: their Hessian spectra, H_α profiles and sharpness measures.
+
+    Args:
+        table: :func:`renyilib.experiments.wen_li_ma.construction_study`'s table.
+        spectra: Its eigenvalues (``construction, block, eigenvalue``).
+        comparison: :func:`~renyilib.experiments.wen_li_ma.measure_comparison` of ``table``.
+        alphas: The orders of the profile (``renyi_<α>`` / ``first_renyi_<α>`` columns).
+
+    Returns:
+        Three panels: sorted nonzero eigenvalues (all parameters and first layer),
+        H_α against α (log n dotted), and bars of the measures (smaller = flatter).
+    """
+    _check_columns(spectra, ["construction", "block", "eigenvalue"], "spectra")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    t = table.set_index("construction")
+    a = np.asarray(alphas, dtype=float)
+    for name, c in (("generalizing", "C0"), ("memorizing", "C3")):
+        for block, ls in (("all", "-"), ("first", "--")):
+            sel = (spectra["construction"] == name) & (spectra["block"] == block)
+            ev = np.sort(spectra.loc[sel, "eigenvalue"].to_numpy())[::-1]
+            axes[0].semilogy(np.arange(1, len(ev) + 1), ev, ls, color=c, label=f"{name} ({block})")
+        row = t.loc[name]
+        axes[1].plot(a, [row[f"renyi_{x:g}"] for x in a], "-o", ms=3, color=c, label=f"{name}, all")
+        axes[1].plot(
+            a, [row[f"first_renyi_{x:g}"] for x in a], "--", color=c, label=f"{name}, first layer"
+        )
+    axes[0].set(xlabel="eigenvalue index", ylabel="eigenvalue", title="nonzero Hessian eigenvalues")
+    axes[1].axhline(np.log(int(t["n"].iloc[0])), color="gray", lw=0.8, ls=":")
+    axes[1].set(xlabel=r"$\alpha$", ylabel=r"$H_\alpha$", title=r"Rényi entropy (log n dotted)")
+    shown = [
+        "trace",
+        "lambda_max",
+        "-H_0.5 (all)",
+        "-H_1 (all)",
+        "-H_2 (all)",
+        "-H_1 (first layer)",
+    ]
+    bars = comparison[comparison["measure"].isin(shown)]
+    x = np.arange(len(bars))
+    axes[2].bar(x - 0.2, bars["generalizing"], 0.4, color="C0", label="generalizing")
+    axes[2].bar(x + 0.2, bars["memorizing"], 0.4, color="C3", label="memorizing")
+    axes[2].set_xticks(x, bars["measure"], rotation=30, ha="right")
+    axes[2].set_yscale("symlog", linthresh=1)
+    axes[2].set(title="sharpness measures (smaller = flatter)")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def scenario_curves_figure(curves: pd.DataFrame, label: str, trace_bound: float) -> plt.Figure:
+    """Training curves of the Wen–Li–Ma scenarios: test error, train loss, Tr G and H_1, per architecture.
+
+    Args:
+        curves: :func:`renyilib.experiments.wen_li_ma.scenario_study`'s curves
+            (``architecture, method, epoch, diverged, test_error, train_loss,
+            all_trace, all_renyi_1, first_renyi_1, width``).
+        label: Where the curves come from (title).
+        trace_bound: The bound 4√(d+1), drawn on the trace panel of the bias scenario.
+
+    Returns:
+        One row of four panels per architecture.
+    """
+    _check_columns(
+        curves,
+        ["architecture", "method", "epoch", "diverged", "test_error", "train_loss", "all_trace"],
+        "curves",
+    )
+    archs = list(dict.fromkeys(curves["architecture"]))
+    fig, axes = plt.subplots(len(archs), 4, figsize=(15, 2.8 * len(archs)), squeeze=False)
+    for i, arch in enumerate(archs):
+        for method, run in curves[curves["architecture"] == arch].groupby("method", sort=False):
+            c, name = _WLM_STYLES.get(method, (None, method))
+            run = run[~run["diverged"].astype(bool)]
+            axes[i, 0].plot(run.epoch, run.test_error, color=c, label=name)
+            axes[i, 1].semilogy(run.epoch, run.train_loss, color=c, label=name)
+            axes[i, 2].semilogy(run.epoch, run.all_trace, color=c, label=name)
+            axes[i, 3].plot(run.epoch, run.all_renyi_1, color=c, label=f"{name}, all")
+            axes[i, 3].plot(
+                run.epoch, run.first_renyi_1, "--", color=c, label=f"{name}, first layer"
+            )
+        if arch == "bias":
+            axes[i, 2].axhline(trace_bound, color="gray", ls=":", label=r"$4\sqrt{d+1}$")
+        title = _WLM_SCENARIOS.get(arch, arch)
+        axes[i, 0].set(ylabel=title.split(" — ")[0] + "\ntest error", ylim=(0, 0.6))
+        axes[i, 1].set(ylabel="train loss")
+        axes[i, 2].set(ylabel=r"Tr $G$")
+        axes[i, 3].set(ylabel=r"$H_1$")
+        axes[i, 0].set_title(title, fontsize=9, loc="left")
+        for ax in axes[i]:
+            ax.legend(fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    fig.suptitle(f"{label}: width {int(curves['width'].iloc[0])}", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def sam_variants_figure(comparisons: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Sequential against vectorized 1-SAM: test error, Tr G and the parameter distance.
+
+    Args:
+        comparisons: ``{label: compare_sam_variants table}`` (``method, epoch,
+            test_error, all_trace, param_distance``), one row of panels each.
+
+    Returns:
+        The figure.
+    """
+    fig, axes = plt.subplots(len(comparisons), 3, figsize=(13, 3 * len(comparisons)), squeeze=False)
+    for i, (label, comp) in enumerate(comparisons.items()):
+        _check_columns(
+            comp, ["method", "epoch", "test_error", "all_trace", "param_distance"], label
+        )
+        for method, run in comp.groupby("method", sort=False):
+            axes[i, 0].plot(run.epoch, run.test_error, label=method)
+            axes[i, 1].plot(run.epoch, run.all_trace, label=method)
+        seq = comp[comp["method"] == "sam1"]
+        axes[i, 2].plot(seq.epoch, seq.param_distance, color="k")
+        axes[i, 0].set(ylabel=f"{label}\ntest error")
+        axes[i, 1].set(ylabel="Tr G")
+        axes[i, 2].set(ylabel=r"$\|\theta_{seq}-\theta_{vec}\| / \|\theta_{seq}-\theta_0\|$")
+        axes[i, 0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch (vectorized: step)")
+    fig.tight_layout()
     return fig

@@ -418,6 +418,13 @@ def test_vectorized_sam_tracks_sequential_at_small_lr():
     assert nums["dist"] == pytest.approx(gaps[1]) and nums["lr"] == pytest.approx(0.001)
     last = comp.groupby("method").tail(1).set_index("method")["all_trace"]
     assert (nums["trace_seq"], nums["trace_vec"]) == (last["sam1"], last["sam1_vec"])
+    import matplotlib.pyplot as plt
+
+    from renyilib.experiments.figures import sam_variants_figure
+
+    fig = sam_variants_figure({"a": comp, "b": comp})
+    assert len(fig.axes) == 6
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------ studies
@@ -498,6 +505,21 @@ def test_scenario_study_and_table(tmp_path):
     assert (
         t.loc["no_bias", "verdict"] == "disagrees" and t.loc["batchnorm", "verdict"] == "disagrees"
     )
+    # the chapter's numbers, bullets and summary, and its figure, from these tables
+    t = wlm.scenario_table(fake)
+    nums = wlm.scenario_numbers(t)
+    assert (nums["n_arch"], nums["n_agree"], nums["n_claims"]) == (2, 0, 2)
+    bullets = wlm.scenario_lines(t, "live run").split("\n")
+    assert len(bullets) == 2 and bullets[0].startswith("* **no_bias**")
+    assert all(b.endswith("**disagrees**.") for b in bullets)
+    assert "reproduced for 0 of 2 architectures with a claim" in wlm.scenario_summary(t, "x")
+    import matplotlib.pyplot as plt
+
+    from renyilib.experiments.figures import scenario_curves_figure
+
+    fig = scenario_curves_figure(curves, "live run", wlm.trace_lower_bound(5))
+    assert len(fig.axes) == 8 and fig.axes[0].get_ylim() == (0, 0.6)
+    plt.close(fig)
     path = wlm.write_table(table, tmp_path / "t.csv", {"config": cfg})
     assert path.with_suffix(".meta.json").is_file()
     pd.testing.assert_frame_equal(wlm.read_table(path), table, check_dtype=False)
@@ -526,6 +548,15 @@ def test_measure_comparison_trace_ties_spread_prefers_memorizing(tmp_path):
     assert nums["bound_relerr"] < 1e-9 and nums["mem_rank"] == 20 and nums["cons_n"] == 20
     assert wlm.committed_difference(table, loaded["constructions"]) < 1e-9
     assert wlm.committed_difference(table, None) is None
+    counts = wlm.comparison_numbers(comp.reset_index())
+    assert counts["n_measures"] == len(comp) and "-H_1 (all)" in counts["favour_mem"]
+    import matplotlib.pyplot as plt
+
+    from renyilib.experiments.figures import constructions_figure
+
+    fig = constructions_figure(table, spectra, comp.reset_index(), (0.5, 1.0, 1.5, 2.0))
+    assert len(fig.axes) == 3
+    plt.close(fig)
     other, _ = wlm.construction_study(d=5, n=16, n_test=100, seed=0, alphas=(0.5, 1.0, 1.5, 2.0))
     assert wlm.committed_difference(other, loaded["constructions"]) is None
 
