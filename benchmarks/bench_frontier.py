@@ -11,8 +11,10 @@ Sweep, for every block (routes chosen with ``--routes``):
   m ∈ ``--steps``; H_α from its nodes and weights with the n/l trace factor.
 * curvlinops 3.0.1 (``curvlinops_route``): ``HessianLinearOperator`` of the
   block and ``lanczos_approximate_spectrum(H, ncv=m, num_repeats=l)`` with its
-  documented defaults (``eigsh`` boundaries, κ = 3, 1024 grid points, margin
-  0.05); H_α by integrating its smoothed density on its grid ("curvlinops").
+  documented defaults (κ = 3, 1024 grid points, margin 0.05) and the exact
+  (λ_min, λ_max) as its ``boundaries``, free (its ``eigsh`` estimate cannot
+  converge on a block with a null space; ``--curvlinops-boundaries eigsh``
+  uses it); H_α by integrating its smoothed density on its grid ("curvlinops").
   The variant "curvlinops-ritz" scores the same Lanczos runs by their Ritz
   values and Gauss weights (no kernel, no boundaries; its time leaves out the
   ``eigsh`` boundaries and the density, which it does not need).
@@ -74,6 +76,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 ROUTES = ("renyilib", "pyhessian", "curvlinops", "curvlinops-ritz")
 #: The routes scored from one curvlinops run (its density, and its Ritz pairs).
 CURVLINOPS_ROUTES = ("curvlinops", "curvlinops-ritz")
+#: Whether curvlinops gets the exact (λ_min, λ_max) as ``boundaries`` (``--curvlinops-boundaries``).
+CURVLINOPS_BOUNDARIES = {"exact": True}
 
 
 def _exact(w: Workload, block: str) -> np.ndarray:
@@ -134,11 +138,17 @@ def _pyhessian_run(w, block, probes, steps, seed):
 def _curvlinops_run(w, block, probes, steps, seed):
     """One curvlinops run; per variant its time (benchmark clock), H_α, and the run itself.
 
-    "curvlinops": operator + ``eigsh`` boundaries + Lanczos + density + the
-    integral on the grid; "curvlinops-ritz": operator + Lanczos + the Ritz
-    quadrature (what that variant needs).
+    "curvlinops": operator + boundaries + Lanczos + density + the integral on
+    the grid; "curvlinops-ritz": operator + Lanczos + the Ritz quadrature (what
+    that variant needs). The boundaries are the exact (λ_min, λ_max), free, by
+    default (``eigsh`` cannot converge on a block with a null space; see
+    ``curvlinops_route``), else curvlinops' ``eigsh`` estimate.
     """
-    r = density_run(w.model, w.loss_fn, w.x, w.y, w.blocks[block], steps, probes, seed, clock)
+    ev = w.eigenvalues[block]
+    bounds = (float(ev.min()), float(ev.max())) if CURVLINOPS_BOUNDARIES["exact"] else None
+    r = density_run(
+        w.model, w.loss_fn, w.x, w.y, w.blocks[block], steps, probes, seed, clock, boundaries=bounds
+    )
     n = w.dims[block]
     t0 = clock()
     ent_d = entropy_from_grid(r.grid, r.density(), n, FRONTIER_ALPHAS)
@@ -476,6 +486,12 @@ def parser() -> argparse.ArgumentParser:
         "--routes", nargs="+", choices=ROUTES, default=list(ROUTES), help="routes to sweep"
     )
     p.add_argument("--out", default=str(RESULTS), help="folder of frontier.csv / .meta.json")
+    p.add_argument(
+        "--curvlinops-boundaries",
+        choices=["exact", "eigsh"],
+        default="exact",
+        help="curvlinops' spectral boundaries: the exact ones (free) or its eigsh estimate",
+    )
     return p
 
 
@@ -483,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     set_clock(args.clock)
+    CURVLINOPS_BOUNDARIES["exact"] = args.curvlinops_boundaries == "exact"
     print(f"== time-to-accuracy frontier ({CLOCK['name']} clock)", flush=True)
     _, summary = run(args)
     print(report(summary))
