@@ -14,6 +14,10 @@
 * ``{claims-table}`` renders ``claims.yml`` (the book's summary of claims) and
   ``{chapter-runs}`` the chapters' run records, both from
   :mod:`renyilib.experiments.summary`.
+* The role ``{value}`chapter:key[:format]``` pastes a value glued by an executed
+  chapter into prose outside it (the intro, the notes), so a number is stated
+  in one place only (:func:`renyilib.experiments.summary.chapter_value`); an
+  unknown chapter or key stops the build.
 """
 
 from __future__ import annotations
@@ -87,9 +91,21 @@ class ChapterRuns(Directive):
         return _markdown(self, text, chapters)
 
 
+def value_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``{value}`chapter:key[:format]```: the chapter's glued value as text."""
+    env = inliner.document.settings.env
+    try:
+        value, path = summary.chapter_value(text, env.srcdir)
+    except summary.ClaimsError as exc:
+        raise ExtensionError(f"{env.docname}:{lineno}: {{value}}: {exc}") from exc
+    env.note_dependency(str(path))
+    return [nodes.Text(value)], []
+
+
 def setup(app):
     app.connect("builder-inited", _check_chapters)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_directive("claims-table", ClaimsTable)
+    app.add_role("value", value_role)
     app.add_directive("chapter-runs", ChapterRuns)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -29,6 +29,7 @@ __all__ = [
     "SpectrumPanel",
     "SpectrumStudy",
     "exact_quadrature",
+    "negative_mass_sentence",
     "pick_by_gap",
     "spectrum_panels",
     "spectrum_study",
@@ -147,6 +148,41 @@ def type_summary(types: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def negative_mass_sentence(types: pd.DataFrame, tol: float = 1e-6) -> str:
+    """Whether the shown spectra are indefinite, per kind of block, from their negative |λ| mass.
+
+    Args:
+        types: :func:`spectrum_panels`' table (``block``, ``negative_mass``).
+        tol: Mass at or below this counts as none (quadrature round-off).
+
+    Returns:
+        A sentence for the layer blocks and one for "all", with the numbers.
+    """
+    parts = []
+    for label, sub in (
+        ("layer", types[types["block"] != "all"]),
+        ("all-parameter", types[types["block"] == "all"]),
+    ):
+        if sub.empty:
+            continue
+        neg = sub["negative_mass"].astype(float)
+        k = int((neg > tol).sum())
+        if k == 0:
+            parts.append(
+                f"none of the {len(sub)} {label} spectra has mass on negative eigenvalues "
+                "(positive semi-definite)"
+            )
+        else:
+            parts.append(
+                f"{k} of the {len(sub)} {label} spectra are indefinite (negative share of the "
+                f"|λ| mass: mean {neg.mean():.3f}, largest {neg.max():.3f})"
+            )
+    if not parts:
+        return "No spectra."
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
 @dataclass
 class SpectrumStudy:
     """Everything the spectrum chapter shows."""
@@ -204,5 +240,6 @@ def spectrum_study(
         "n_multi": int(counts.get("multi-cluster", 0)),
         "n_uniform": int(counts.get("uniform", 0)),
         "mean_negative_mass": float(types["negative_mass"].mean()),
+        "negative_sentence": negative_mass_sentence(types),
     }
     return SpectrumStudy(task, chosen, types, panels, type_summary(types), numbers)

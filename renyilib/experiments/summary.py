@@ -57,6 +57,7 @@ __all__ = [
     "chapter_title",
     "load_claims",
     "fill_placeholders",
+    "chapter_value",
     "failed_conditions",
     "claims_markdown",
     "display_version",
@@ -251,6 +252,45 @@ def fill_placeholders(text: str, glued: Mapping[str, Mapping[str, str]]) -> str:
             ) from None
 
     return PLACEHOLDER.sub(paste, text)
+
+
+_VALUE_REFERENCE = re.compile(r"^([A-Za-z0-9_]+):([A-Za-z0-9_]+)(?::(.*))?$")
+
+
+def chapter_value(
+    reference: str, book: str | os.PathLike = "book", chapter_dir: str = "generated"
+) -> tuple[str, Path]:
+    """A value glued by an executed chapter, for prose outside it (the book's ``{value}`` role).
+
+    Args:
+        reference: ``"chapter:key"`` or ``"chapter:key:format"`` (a format as in
+            ``{glue:text}``, e.g. ``.3f``).
+        book: The book's source folder.
+        chapter_dir: Where the executed chapters are (``<book>/<chapter_dir>/<chapter>.ipynb``).
+
+    Returns:
+        ``(text, path)``: the formatted value and the notebook it came from.
+
+    Raises:
+        ClaimsError: A malformed reference, a chapter that was not executed, an
+            unknown key or a format that does not apply.
+
+    >>> import tempfile, json, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "generated").mkdir()
+    >>> cell = {"outputs": [{"metadata": {"scrapbook": {"name": "tau"}}, "data": {"text/plain": "0.8312"}}]}
+    >>> _ = (d / "generated" / "c.ipynb").write_text(json.dumps({"cells": [cell]}))
+    >>> chapter_value("c:tau:.2f", d)[0]
+    '0.83'
+    """
+    match = _VALUE_REFERENCE.match(reference.strip())
+    if match is None:
+        raise ClaimsError(f"{reference!r}: expected chapter:key or chapter:key:format")
+    chapter, key, spec = match.groups()
+    path = Path(book) / chapter_dir / f"{chapter}.ipynb"
+    if not path.is_file():
+        raise ClaimsError(f"{reference!r}: chapter {chapter!r} has no executed copy ({path})")
+    placeholder = "{" + f"{chapter}:{key}" + (f":{spec}" if spec else "") + "}"
+    return fill_placeholders(placeholder, {chapter: read_glue(path)}), path
 
 
 def _cell(text: str) -> str:

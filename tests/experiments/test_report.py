@@ -473,6 +473,29 @@ def test_fill_placeholders_and_its_errors():
         summary.fill_placeholders("{cifar:n:.2q}", glue)
 
 
+def test_chapter_value_reads_an_executed_chapter(tmp_path):
+    cell = {
+        "cell_type": "code",
+        "outputs": [
+            {
+                "metadata": {"scrapbook": {"name": "tau", "mime_prefix": ""}},
+                "data": {"text/plain": "0.8312"},
+            }
+        ],
+    }
+    (tmp_path / "generated").mkdir()
+    nb = tmp_path / "generated" / "alpha.ipynb"
+    nb.write_text(json.dumps({"cells": [cell]}))
+    assert summary.chapter_value("alpha:tau:.2f", tmp_path) == ("0.83", nb)
+    assert summary.chapter_value(" alpha:tau ", tmp_path)[0] == "0.8312"
+    with pytest.raises(summary.ClaimsError, match="expected chapter:key"):
+        summary.chapter_value("tau", tmp_path)
+    with pytest.raises(summary.ClaimsError, match="no executed copy"):
+        summary.chapter_value("zoo:tau", tmp_path)
+    with pytest.raises(summary.ClaimsError, match="glues no value 'rho'"):
+        summary.chapter_value("alpha:rho", tmp_path)
+
+
 CLAIM = {
     "paper": "main",
     "claim": "Per-layer sharpness | correlates",

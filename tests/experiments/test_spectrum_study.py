@@ -68,3 +68,19 @@ def test_spectrum_panels_on_one_trained_run(tmp_path):
     assert any(p.exact is not None for p in panels)
     assert set(types["type"]) <= {"multi-cluster", "uniform", "undefined"}
     assert ((types["negative_mass"] >= 0) & (types["negative_mass"] <= 1)).all()
+
+
+def test_negative_mass_sentence_follows_the_numbers() -> None:
+    import pandas as pd
+
+    from renyilib.experiments.spectrum_study import negative_mass_sentence
+
+    psd = pd.DataFrame({"block": ["a", "b", "all"], "negative_mass": [0.0, 1e-9, 0.04]})
+    text = negative_mass_sentence(psd)
+    assert text.startswith("None of the 2 layer spectra has mass on negative eigenvalues")
+    assert "1 of the 1 all-parameter spectra are indefinite" in text and "largest 0.040" in text
+    ind = pd.DataFrame({"block": ["a", "a"], "negative_mass": [0.1, 0.3]})
+    assert negative_mass_sentence(ind) == (
+        "2 of the 2 layer spectra are indefinite (negative share of the |λ| mass: mean 0.200, "
+        "largest 0.300)."
+    )
