@@ -72,6 +72,7 @@ __all__ = [
     "floor_sensitivity",
     "floored_entropy",
     "main",
+    "small_alpha_summary",
     "stability_table",
     "stable_orders",
     "tau_table",
@@ -626,62 +627,106 @@ def stable_orders(
     return pd.DataFrame(rows)
 
 
+def small_alpha_summary(
+    table: pd.DataFrame, taus: pd.DataFrame, alpha: float = 1e-4, mode: str = "drop"
+) -> pd.DataFrame:
+    """How :math:`H_\\alpha` and τ at one (small) order move with each dtype and floor.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        taus: From :func:`tau_table`.
+        alpha: The order (must be in the table).
+        mode: ``"drop"`` or ``"clamp"``.
+
+    Returns:
+        One row per block, dtype and floor: ``models``, ``median_n_used``,
+        ``median_entropy``, ``median_abs_rel_change``, ``max_abs_rel_change``
+        (of :math:`-H_\\alpha`, over models), ``n_tau`` (converged models of τ),
+        ``tau``, ``tau_ref``, ``tau_ref_se``, ``tau_shift``.
+
+    Raises:
+        ValueError: ``alpha`` not in the table.
+    """
+    t = table[(np.isclose(table["alpha"], alpha)) & (table["mode"] == mode)]
+    if t.empty:
+        raise ValueError(f"alpha: {alpha!r} is not an order of the table")
+    g = t.groupby(["block", "dtype", "floor"])
+    out = pd.DataFrame(
+        {
+            "models": g["run"].nunique(),
+            "median_n_used": g["n_used"].median(),
+            "median_entropy": g["entropy"].median(),
+            "median_abs_rel_change": g["rel_change"].apply(lambda x: x.abs().median()),
+            "max_abs_rel_change": g["rel_change"].apply(lambda x: x.abs().max()),
+        }
+    ).reset_index()
+    tt = taus[np.isclose(taus["alpha"], alpha) & (taus["mode"] == mode)]
+    tt = tt[["block", "dtype", "floor", "n", "tau", "tau_ref", "tau_ref_se", "tau_shift"]]
+    return out.merge(tt.rename(columns={"n": "n_tau"}), on=["block", "dtype", "floor"], how="left")
+
+
 # --------------------------------------------------------------------------- figure, verdict
 
 
 def alpha_floor_figure(
     table: pd.DataFrame,
-    value: str = "entropy_minus_log_n",
+    values: str | Sequence[str] = ("entropy", "tau"),
     taus: pd.DataFrame | None = None,
     mode: str = "drop",
     blocks: Sequence[str] | None = None,
 ) -> Any:
-    """Per block, the median over models of :math:`H_\\alpha - \\log n` (or τ) against α on a log axis.
+    """Per block (columns) and value (rows), the median over models of :math:`H_\\alpha` (or τ) against α.
 
-    One line per (dtype, floor); float64 solid, float32 dashed.
+    α is on a log axis; one line per (dtype, floor), float64 solid, float32 dashed.
 
     Args:
         table: From :func:`floor_sensitivity`.
-        value: ``"entropy_minus_log_n"``, ``"entropy"``, ``"rel_change"`` or ``"tau"``.
-        taus: From :func:`tau_table` (needed for ``value="tau"``; computed if ``None``).
+        values: One or more of ``"entropy"`` (:math:`H_\\alpha`),
+            ``"entropy_minus_log_n"``, ``"rel_change"`` (medians over models) and
+            ``"tau"`` (Kendall τ against the gap).
+        taus: From :func:`tau_table` (for ``"tau"``; computed if ``None``).
         mode: ``"drop"`` or ``"clamp"``.
         blocks: Blocks to draw (default: all).
 
     Returns:
         The matplotlib figure.
+
+    Raises:
+        ValueError: Unknown value.
     """
     import matplotlib.pyplot as plt
 
-    if value == "tau":
-        src = tau_table(table) if taus is None else taus
-        col = "tau"
-    elif value in ("entropy_minus_log_n", "entropy", "rel_change"):
-        src, col = table, value
-    else:
-        raise ValueError(
-            f"value must be 'entropy_minus_log_n', 'entropy', 'rel_change' or 'tau', got {value!r}"
-        )
-    src = src[src["mode"] == mode]
-    names = sorted(src["block"].unique()) if blocks is None else list(blocks)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
-    floors = sorted(src["floor"].unique())
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(floors)))
-    for ax, b in zip(axes[0], names):
-        g = src[src["block"] == b]
-        for dtype, ls in (("float64", "-"), ("float32", "--")):
-            for c, fl in zip(colors, floors):
-                h = g[(g["dtype"] == dtype) & (g["floor"] == fl)]
-                if h.empty:
-                    continue
-                m = h.groupby("alpha")[col].median()
-                ax.plot(m.index, m.to_numpy(), ls, color=c, lw=1.2,
-                        label=f"{dtype}, floor {fl:g}")  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_title(b, fontsize=9)
-        ax.set_xlabel("α")
-    axes[0][0].set_ylabel(
-        {"entropy_minus_log_n": "median H_α − log n", "tau": "Kendall τ"}.get(col, col)
+    values = [values] if isinstance(values, str) else list(values)
+    labels = {"entropy": "median H_α", "entropy_minus_log_n": "median H_α − log n",
+              "rel_change": "median rel. change of −H_α", "tau": "Kendall τ (−H_α vs gap)"}  # fmt: skip
+    for v in values:
+        if v not in labels:
+            raise ValueError(f"values: each must be one of {sorted(labels)}, got {v!r}")
+    if "tau" in values and taus is None:
+        taus = tau_table(table)
+    names = sorted(table["block"].unique()) if blocks is None else list(blocks)
+    fig, axes = plt.subplots(
+        len(values), len(names), figsize=(3.6 * len(names), 3.0 * len(values)), squeeze=False
     )
+    floors = sorted(table["floor"].unique())
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(floors)))
+    for row, v in zip(axes, values):
+        src = taus if v == "tau" else table
+        src = src[src["mode"] == mode]
+        for ax, b in zip(row, names):
+            g = src[src["block"] == b]
+            for dtype, ls in (("float64", "-"), ("float32", "--")):
+                for c, fl in zip(colors, floors):
+                    h = g[(g["dtype"] == dtype) & (g["floor"] == fl)]
+                    if h.empty:
+                        continue
+                    m = h.groupby("alpha")[v].median()
+                    ax.plot(m.index, m.to_numpy(), ls, color=c, lw=1.2,
+                            label=f"{dtype}, floor {fl:g}")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_title(b, fontsize=9)
+            ax.set_xlabel("α")
+        row[0].set_ylabel(labels[v])
     axes[0][-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
@@ -725,6 +770,19 @@ def alpha_floor_verdict(
             f"(SE {small['tau_ref_se']:.2f})"
         )
     text = "Stable orders per block over dtypes and floors — " + "; ".join(parts) + "."
+    a0 = float(table["alpha"].min())
+    sm = small_alpha_summary(table, taus, a0)
+    f32 = sm[(sm["dtype"] == "float32") & (sm["floor"] == 0.0)]
+    if len(f32):
+        text += (
+            f" float32 alone (floor 0) moves −H_α at α = {a0:g} by (median / max over models) "
+            + "; ".join(
+                f"{r.block} {r.median_abs_rel_change:.1%} / {r.max_abs_rel_change:.1%} "
+                f"({r.models} models; τ {r.tau_ref:.2f} → {r.tau:.2f} on {r.n_tau})"
+                for r in f32.itertuples()
+            )
+            + "."
+        )
     floors = sorted(f for f in table["floor"].unique() if f > 0)
     by_floor = {
         fmax: stable_orders(table, tol, taus, floors=[0.0, *[f for f in floors if f <= fmax]])
@@ -819,7 +877,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--small-blocks", default="features.0.weight,features.2.weight,fc.weight",
                    help="blocks done in float64 for every other run (comma-separated)")  # fmt: skip
     p.add_argument("--float32-models", type=int, default=6,
-                   help="runs (spread over the gap, among the full ones) done in float32 too")  # fmt: skip
+                   help="runs (spread over the gap) done in float32 too (every block)")  # fmt: skip
+    p.add_argument("--float32-pool", type=int, default=16,
+                   help="the float32 runs are picked among this many runs spread over the gap")  # fmt: skip
     p.add_argument("--models", default=None, help="comma-separated run hashes (default: all)")
     p.add_argument("--tol", type=float, default=0.01)
     p.add_argument("--resamples", type=int, default=1000)
@@ -838,13 +898,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.full_models == 0
         else pick_by_gap(conv, args.full_models)["run"].tolist()
     )
-    picked = pick_by_gap(conv[conv["run"].isin(full)], args.float32_models)["run"].tolist()
+    pool = pick_by_gap(conv, args.float32_pool)
+    picked = pick_by_gap(pool, args.float32_models)["run"].tolist()
     rest = [r for r in runs["run"] if r not in full]
     small = [b for b in args.small_blocks.split(",") if b]
     # cheapest-to-lose last: every block of the full runs, their float32 twins, the rest's small blocks
     spectra = zoo_exact_spectra(args.out, args.task, ("float64",), full, args.cache)
-    spectra = spectra.merge(
-        zoo_exact_spectra(args.out, args.task, ("float32",), picked, args.cache)
+    spectra = spectra.merge(  # float32 needs its float64 twin: every block of the picked runs
+        zoo_exact_spectra(args.out, args.task, ("float64", "float32"), picked, args.cache)
     )
     if rest and small:
         spectra = spectra.merge(
@@ -858,11 +919,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiles = pd.read_csv(chapter) if chapter.is_file() else None
     verdict = alpha_floor_verdict(table, taus, args.tol, profiles)
     dest = Path(args.dest)
-    text = table.to_csv(index=False, float_format="%.10g")
+    # derived columns left out of the file: sharpness = -entropy,
+    # entropy_minus_log_n = entropy - log(n_used), ref_entropy (the float64 floor-0 row)
+    slim = table.drop(columns=["sharpness", "entropy_minus_log_n", "ref_entropy"])
+    text = slim.to_csv(index=False, float_format="%.10g")
     atomic_write(dest / "alpha_floor.csv", lambda tmp: tmp.write_text(text))
     ttext = taus.to_csv(index=False, float_format="%.10g")
     atomic_write(dest / "alpha_floor.tau.csv", lambda tmp: tmp.write_text(ttext))
-    fig = alpha_floor_figure(table)
+    fig = alpha_floor_figure(table, taus=taus)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     atomic_write(dest / "alpha_floor.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
@@ -897,6 +961,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "small_block_models": rest,
             "eigh": "numpy.linalg.eigvalsh of the dense Hessian cast to float64",
         },  # fmt: skip
+        "columns": {
+            "alpha_floor.csv": "one row per run, block, dtype, floor, mode, alpha "
+            "(floored_entropy); sharpness = -entropy, H - log n = entropy - log(n_used); "
+            "rel_change = (-H - (-H_ref)) / |H_ref|, reference float64, floor 0",
+            "alpha_floor.tau.csv": "tau_table: Kendall tau-b of -H vs gap (converged runs), "
+            "tau_ref and its bootstrap SE on the same runs",
+        },
         "models": int(runs.shape[0]),
         "converged": int(runs["converged"].sum()),
         "spectra": {
@@ -911,6 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "seconds": time.perf_counter() - t0,
         "stable_orders": so.to_dict(orient="records"),
+        "small_alpha": small_alpha_summary(table, taus, min(ALPHAS)).to_dict(orient="records"),
         "stability": st.to_dict(orient="records"),
         "verdict": verdict,
         "zoo_runs": zoo.table(args.out, args.task)["run"].tolist(),

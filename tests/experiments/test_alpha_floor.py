@@ -182,6 +182,22 @@ def test_floor_sensitivity_reference_and_tau_on_spectra():
     assert big["rel_change"].abs().max() < 1e-6  # α = 2 does not see the floor
     taus = af.tau_table(t, num_resamples=50)
     assert set(taus["n"]) == {4}
+    sm = af.small_alpha_summary(t, taus, 1e-4)
+    assert len(sm) == 2 * 2  # dtypes x floors, one block
+    row = sm[(sm["dtype"] == "float64") & (sm["floor"] == 1e-9)].iloc[0]
+    assert row["median_n_used"] == 20 and row["models"] == 4 and row["n_tau"] == 4
+    assert row["max_abs_rel_change"] == pytest.approx(f["rel_change"].abs().max())
+    with pytest.raises(ValueError, match="alpha"):
+        af.small_alpha_summary(t, taus, 0.7)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = af.alpha_floor_figure(t, taus=taus)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="values"):
+        af.alpha_floor_figure(t, "nope")
+    text = af.alpha_floor_verdict(t, taus)
+    assert "blk" in text and "float32 alone" in text
     with pytest.raises(ValueError, match="dtypes"):
         af.floor_sensitivity(sp, dtypes=["float16"])
     sp.eigenvalues[("e", "blk", "float32")] = np.ones(3)
