@@ -530,7 +530,12 @@ def stability_table(
 
     Returns:
         Columns ``block, alpha, max_rel_change`` (max over models and choices of
-        ``|rel_change|``), ``worst`` (the choice reaching it), ``max_tau_shift``
+        ``|rel_change|``), ``shift_to_spread`` (max over choices of the median
+        over models of :math:`|H_\\alpha - H^{\\text{ref}}_\\alpha|`, divided by the
+        standard deviation of :math:`H^{\\text{ref}}_\\alpha` over the models: a
+        move of order 1 reorders the zoo however small it is relative to
+        :math:`H_\\alpha`; NaN without ``ref_entropy``), ``worst`` (the choice
+        reaching ``max_rel_change``), ``max_tau_shift``
         (max ``|tau_shift|``), ``tau_ref``, ``tau_ref_se`` (on all models),
         ``value_stable`` (``max_rel_change <= tol``), ``tau_stable`` (every
         ``|tau_shift| < tau_ref_se`` of its model set), ``stable`` (both).
@@ -557,11 +562,21 @@ def stability_table(
         gt = tt[(tt["block"] == block) & (tt["alpha"] == alpha)]
         full = gt[(gt["dtype"] == "float64") & (gt["floor"] == 0.0)]
         shift = gt["tau_shift"].abs()
+        # the move of H_α against its spread over models: at α → 0 a 0.01% move can reorder the zoo
+        spread = g.drop_duplicates("run")["ref_entropy"].std() if "ref_entropy" in g else np.nan
+        moves = (
+            g.assign(d=(g["sharpness"] + g["ref_entropy"]).abs())
+            .groupby(["dtype", "floor", "mode"])["d"]
+            .median()
+            if "ref_entropy" in g
+            else pd.Series([np.nan])
+        )
         rows.append(
             {
                 "block": block,
                 "alpha": alpha,
                 "max_rel_change": float(abs(worst["rel_change"])),
+                "shift_to_spread": float(moves.max() / spread) if spread > 0 else float("nan"),
                 "worst": f"{worst['dtype']}, floor {worst['floor']:g}, {worst['mode']}",
                 "max_tau_shift": float(shift.max()) if len(gt) else float("nan"),
                 "tau_ref": float(full["tau_ref"].iloc[0]) if len(full) else float("nan"),
@@ -774,10 +789,13 @@ def alpha_floor_verdict(
     sm = small_alpha_summary(table, taus, a0)
     f32 = sm[(sm["dtype"] == "float32") & (sm["floor"] == 0.0)]
     if len(f32):
+        s32 = stability_table(table, taus, tol, floors=[0.0])
+        s32 = s32[np.isclose(s32["alpha"], a0)].set_index("block")["shift_to_spread"]
         text += (
             f" float32 alone (floor 0) moves −H_α at α = {a0:g} by (median / max over models) "
             + "; ".join(
-                f"{r.block} {r.median_abs_rel_change:.1%} / {r.max_abs_rel_change:.1%} "
+                f"{r.block} {r.median_abs_rel_change:.2%} / {r.max_abs_rel_change:.2%}, "
+                f"{s32.get(r.block, np.nan):.2f}× the spread over models "
                 f"({r.models} models; τ {r.tau_ref:.2f} → {r.tau:.2f} on {r.n_tau})"
                 for r in f32.itertuples()
             )

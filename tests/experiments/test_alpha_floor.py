@@ -182,6 +182,8 @@ def test_floor_sensitivity_reference_and_tau_on_spectra():
     assert big["rel_change"].abs().max() < 1e-6  # α = 2 does not see the floor
     taus = af.tau_table(t, num_resamples=50)
     assert set(taus["n"]) == {4}
+    st = af.stability_table(t, taus).set_index("alpha")
+    assert st.loc[1e-4, "shift_to_spread"] > st.loc[2.0, "shift_to_spread"] >= 0
     sm = af.small_alpha_summary(t, taus, 1e-4)
     assert len(sm) == 2 * 2  # dtypes x floors, one block
     row = sm[(sm["dtype"] == "float64") & (sm["floor"] == 1e-9)].iloc[0]
