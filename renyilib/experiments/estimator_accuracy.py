@@ -42,6 +42,7 @@ __all__ = [
     "accuracy_results",
     "accuracy_verdict",
     "error_table",
+    "passing_variants",
     "target_check",
 ]
 
@@ -182,6 +183,26 @@ def _passing(check: pd.DataFrame) -> list[str]:
     need = check.groupby("variant").size().max() if len(check) else 0
     ok = check.groupby("variant", sort=False).agg(n=("passed", "size"), all_ok=("passed", "all"))
     return [v for v, r in ok.iterrows() if r["all_ok"] and r["n"] == need]
+
+
+def passing_variants(table: pd.DataFrame, sources: Sequence[str], stat: str = "rms") -> list[str]:
+    """Variants that meet both targets at every m on the given sources only.
+
+    Args:
+        table: Rows of ``bench_accuracy.py``.
+        sources: The sources (blocks or spectra) to judge on, e.g. the layer blocks.
+        stat: As in :func:`target_check`.
+
+    Returns:
+        The passing variants, in table order (possibly empty).
+
+    Raises:
+        ValueError: A source is not in the table.
+    """
+    unknown = sorted(set(sources) - set(table["source"]))
+    if unknown:
+        raise ValueError(f"sources: not in the table: {unknown}")
+    return _passing(target_check(table[table["source"].isin(list(sources))], stat))
 
 
 def _pct(x: float) -> str:

@@ -119,6 +119,20 @@ def test_target_check_pass_fail_and_worst():
         ea.target_check(constructed(), stat="mean")
 
 
+def test_passing_variants_on_a_subset_of_sources():
+    t = constructed()
+    # gauss fails on the synthetic source (α = 0.5) and on the workload source (α = 2),
+    # so it fails on each alone; "good" passes on both and on each alone
+    assert ea.passing_variants(t, ["blockA", "specA"]) == ["good"]
+    assert ea.passing_variants(t, ["specA"]) == ["good"]
+    assert ea.passing_variants(t, ["blockA"]) == ["good"]
+    # without its failing row (α = 2 at m = 15 on blockA) gauss passes on blockA
+    t2 = t[~((t.variant == "gauss") & (t.alpha == 2.0) & (t.source == "blockA"))]
+    assert ea.passing_variants(t2, ["blockA"]) == ["gauss", "good"]
+    with pytest.raises(ValueError, match="not in the table"):
+        ea.passing_variants(t, ["nope"])
+
+
 def test_a_failed_run_never_passes():
     t = constructed()
     t.loc[(t.variant == "good") & (t.steps == 60) & (t.seed == 1), "rel_error"] = np.nan
