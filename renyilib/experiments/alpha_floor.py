@@ -852,32 +852,50 @@ def alpha_floor_verdict(
         cb = cb[cb["block"].isin(set(so["block"]))]
         verdicts = []
         for r in cb.itertuples():
-            srow = so[so["block"] == r.block].iloc[0]
-            stable = f"{r.alpha:g}" in srow["stable_alphas"].split(",")
+            # the largest floor up to which the chapter's α stays stable (value and τ / τ only)
+            both = [f for f in floors if f"{r.alpha:g}" in by_floor[f].set_index("block").loc[
+                r.block, "stable_alphas"].split(",")]  # fmt: skip
+            tau_ok = []
+            for f in floors:
+                sf = stability_table(table, taus, tol, floors=[0.0, *[x for x in floors if x <= f]])
+                hit = sf[(sf["block"] == r.block) & np.isclose(sf["alpha"], r.alpha)]
+                if len(hit) and bool(hit["tau_stable"].iloc[0]):
+                    tau_ok.append(f)
+            ok_both = _prefix_max(floors, both)
+            ok_tau = _prefix_max(floors, tau_ok)
             verdicts.append(
-                f"{r.block} {r.alpha:g} ({'in' if stable else 'outside'} the stable range)"
+                f"{r.block} {r.alpha:g} (value and τ stable for floors up to "
+                f"{'none' if ok_both is None else f'{ok_both:g}'}, τ alone up to "
+                f"{'none' if ok_tau is None else f'{ok_tau:g}'}, float32 included)"
             )
-        n_small = int((cb["alpha"] <= 1e-4).sum())
+        picks = cb[cb["alpha"] <= 1e-4]
         text += (
             f" The correlation chapter's SLQ best α: {', '.join(verdicts)}; "
-            f"{n_small} of {len(cb)} layers pick α = 0.0001"
+            f"{len(picks)} of {len(cb)} layers pick α = 0.0001"
         )
-        text += (
-            ", a choice that "
-            + (
-                "does not survive: it rests on an order whose value is set by the eigenvalue floor."
-                if any(
-                    r.alpha <= 1e-4
-                    and "0.0001"
-                    not in so[so["block"] == r.block].iloc[0]["stable_alphas"].split(",")
-                    for r in cb.itertuples()
+        if len(picks):
+            fates = []
+            for r in picks.itertuples():
+                srow = so[so["block"] == r.block].iloc[0]
+                stable = "0.0001" in srow["stable_alphas"].split(",")
+                fates.append(
+                    f"on {r.block} it is {'within' if stable else 'outside'} the range stable to "
+                    "every floor and dtype of the grid"
                 )
-                else "survives: α = 0.0001 is stable for those layers."
-            )
-            if n_small
-            else "."
-        )
+            text += " (" + "; ".join(fates) + ")."
+        else:
+            text += "."
     return text
+
+
+def _prefix_max(grid: Sequence[float], ok: Sequence[float]) -> float | None:
+    """The largest ``f`` of ``grid`` such that every grid value up to ``f`` is in ``ok`` (None if the first is not)."""
+    best = None
+    for f in grid:
+        if f not in ok:
+            break
+        best = f
+    return best
 
 
 # --------------------------------------------------------------------------- entry point

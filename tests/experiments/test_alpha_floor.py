@@ -200,6 +200,10 @@ def test_floor_sensitivity_reference_and_tau_on_spectra():
         af.alpha_floor_figure(t, "nope")
     text = af.alpha_floor_verdict(t, taus)
     assert "blk" in text and "float32 alone" in text
+    ref = t[(t["dtype"] == "float64") & (t["floor"] == 0.0) & (t["mode"] == "drop")]
+    chapter = ref[["run", "block", "alpha", "sharpness", "gap", "converged"]]
+    text = af.alpha_floor_verdict(t, taus, chapter_profiles=chapter)
+    assert "The correlation chapter's SLQ best α: blk" in text and "layers pick α = 0.0001" in text
     with pytest.raises(ValueError, match="dtypes"):
         af.floor_sensitivity(sp, dtypes=["float16"])
     sp.eigenvalues[("e", "blk", "float32")] = np.ones(3)
