@@ -71,10 +71,12 @@ __all__ = [
     "block_spectrum",
     "floor_sensitivity",
     "floored_entropy",
+    "load_results",
     "main",
     "small_alpha_summary",
     "stability_table",
     "stable_orders",
+    "stable_range_table",
     "tau_table",
     "zoo_exact_spectra",
 ]
@@ -886,6 +888,47 @@ def alpha_floor_verdict(
         else:
             text += "."
     return text
+
+
+def stable_range_table(
+    table: pd.DataFrame, taus: pd.DataFrame | None = None, tol: float = 0.01
+) -> pd.DataFrame:
+    """Per block, the smallest stable α when the eigenvalue floors go up to each value.
+
+    Column ``floor ≤ f`` holds the smallest α of the block's stable range
+    (:func:`stable_orders` over float32/float64 and the floors ``0 … f``), NaN when
+    no order of the grid is stable; a floor that cuts into resolved eigenvalues
+    (not round-off) narrows the range.
+
+    Args:
+        table: From :func:`floor_sensitivity`.
+        taus: From :func:`tau_table` (computed if ``None``).
+        tol: Relative tolerance on the value.
+
+    Returns:
+        One row per block.
+    """
+    taus = tau_table(table) if taus is None else taus
+    floors = sorted(f for f in table["floor"].unique() if f > 0)
+    out = None
+    for fmax in floors:
+        st = stable_orders(table, tol, taus, floors=[0.0, *[f for f in floors if f <= fmax]])
+        col = st.set_index("block")["alpha_min"].rename(f"floor ≤ {fmax:g}")
+        out = col.to_frame() if out is None else out.join(col)
+    return out.reset_index()
+
+
+def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The committed study (``alpha_floor.csv``, ``.tau.csv``, ``.meta.json``) of ``folder``, or ``None``."""
+    folder = Path(folder)
+    paths = [folder / f"alpha_floor{s}" for s in (".csv", ".tau.csv", ".meta.json")]
+    if not all(p.is_file() for p in paths):
+        return None
+    return {
+        "table": pd.read_csv(paths[0]),
+        "taus": pd.read_csv(paths[1]),
+        "meta": json.loads(paths[2].read_text()),
+    }
 
 
 def _prefix_max(grid: Sequence[float], ok: Sequence[float]) -> float | None:

@@ -204,6 +204,10 @@ def test_floor_sensitivity_reference_and_tau_on_spectra():
     chapter = ref[["run", "block", "alpha", "sharpness", "gap", "converged"]]
     text = af.alpha_floor_verdict(t, taus, chapter_profiles=chapter)
     assert "The correlation chapter's SLQ best α: blk" in text and "layers pick α = 0.0001" in text
+    # the chapter's compact table: α = 2 is stable for every floor cap, α = 1e-4 is not
+    rng_tab = af.stable_range_table(t, taus).set_index("block")
+    assert list(rng_tab.columns) == ["floor ≤ 1e-09"]
+    assert rng_tab.loc["blk", "floor ≤ 1e-09"] > 1e-4
     with pytest.raises(ValueError, match="dtypes"):
         af.floor_sensitivity(sp, dtypes=["float16"])
     sp.eigenvalues[("e", "blk", "float32")] = np.ones(3)
@@ -251,3 +255,14 @@ def test_zoo_exact_spectra_cache_round_trip(tmp_path, monkeypatch):
         )
     with pytest.raises(ValueError, match="dtypes"):
         af.zoo_exact_spectra(tmp_path / "zoo", "digits-cnn", ("half",), cache=cache, progress=False)
+
+
+def test_load_results_round_trip(tmp_path):
+    assert af.load_results(tmp_path) is None
+    t = pd.DataFrame({"run": ["a"], "alpha": [1.0]})
+    t.to_csv(tmp_path / "alpha_floor.csv", index=False)
+    t.to_csv(tmp_path / "alpha_floor.tau.csv", index=False)
+    (tmp_path / "alpha_floor.meta.json").write_text(json.dumps({"verdict": "v"}))
+    r = af.load_results(tmp_path)
+    pd.testing.assert_frame_equal(r["table"], t)
+    assert r["meta"] == {"verdict": "v"}
