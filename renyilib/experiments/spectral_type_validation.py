@@ -872,7 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "headline": {
             "exact_vs_slq_agreement": agreement["agreement"],
-            "exact_vs_slq_kappa": agreement["kappa"],
+            "exact_vs_slq_kappa": agreement["kappa"] if np.isfinite(agreement["kappa"]) else None,
             "exact_vs_slq_n": agreement["n"],
             "hand_agreement_exact": None if hx is None else hx["rate"],
             "hand_n_exact": None if hx is None else hx["n"],
