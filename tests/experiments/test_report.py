@@ -618,8 +618,17 @@ def test_the_book_extension_imports_and_registers(monkeypatch):
         def add_directive(self, name, cls):
             calls.append(name)
 
+        def add_role(self, name, fn):
+            calls.append(f"role:{name}")
+
     renyibook.setup(App())
-    assert calls == ["builder-inited", "html-page-context", "claims-table", "chapter-runs"]
+    assert calls == [
+        "builder-inited",
+        "html-page-context",
+        "claims-table",
+        "role:value",
+        "chapter-runs",
+    ]
 
 
 def test_claims_verdicts_are_enforced_only_on_the_reviewed_profile(tmp_path):
