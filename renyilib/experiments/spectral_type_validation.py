@@ -61,6 +61,7 @@ __all__ = [
     "exact_vs_slq",
     "hand_label_agreement",
     "label_spectra",
+    "load_results",
     "main",
     "match_rate",
     "read_hand_labels",
@@ -585,6 +586,21 @@ def validation_verdict(
 
 
 # --------------------------------------------------------------------------- figures
+
+
+def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The committed validation of ``folder`` (``spectral_type_validation.{csv,labels.csv,meta.json}``), or ``None``."""
+    import json
+
+    folder = Path(folder)
+    paths = [folder / f"spectral_type_validation{s}" for s in (".csv", ".labels.csv", ".meta.json")]
+    if not all(p.is_file() for p in paths):
+        return None
+    return {
+        "sensitivity": pd.read_csv(paths[0]),
+        "labels": pd.read_csv(paths[1]),
+        "meta": json.loads(paths[2].read_text()),
+    }
 
 
 def sensitivity_figure(sensitivity: pd.DataFrame, paper_rate: float = 1451 / 1630) -> Any:

@@ -236,3 +236,23 @@ def test_figures_draw():
     assert len(fig2.axes) == 6
     with pytest.raises(KeyError, match="no spectrum"):
         stv.spectrum_panels(ex, [("nope", "a")])
+
+
+def test_load_results_reads_the_three_files(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from renyilib.experiments import spectral_type_validation as v
+
+    assert v.load_results(tmp_path) is None
+    pd.DataFrame({"source": ["exact"], "match_rate": [0.5]}).to_csv(
+        tmp_path / "spectral_type_validation.csv", index=False
+    )
+    pd.DataFrame({"run": ["a"], "hand": ["uniform"]}).to_csv(
+        tmp_path / "spectral_type_validation.labels.csv", index=False
+    )
+    (tmp_path / "spectral_type_validation.meta.json").write_text(json.dumps({"verdict": "v"}))
+    r = v.load_results(tmp_path)
+    assert r["sensitivity"]["match_rate"].tolist() == [0.5]
+    assert r["labels"]["hand"].tolist() == ["uniform"] and r["meta"]["verdict"] == "v"
