@@ -55,6 +55,7 @@ from renyilib.experiments.io import (
     code_version,
     config_hash,
     read_json,
+    read_results,
     write_json,
 )
 from renyilib.hessian import hessian_operator, layer_blocks
@@ -920,15 +921,8 @@ def stable_range_table(
 
 def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The committed study (``alpha_floor.csv``, ``.tau.csv``, ``.meta.json``) of ``folder``, or ``None``."""
-    folder = Path(folder)
-    paths = [folder / f"alpha_floor{s}" for s in (".csv", ".tau.csv", ".meta.json")]
-    if not all(p.is_file() for p in paths):
-        return None
-    return {
-        "table": pd.read_csv(paths[0]),
-        "taus": pd.read_csv(paths[1]),
-        "meta": json.loads(paths[2].read_text()),
-    }
+    files = read_results(folder, "alpha_floor", (".csv", ".tau.csv", ".meta.json"))
+    return None if files is None else dict(zip(("table", "taus", "meta"), files))
 
 
 def _prefix_max(grid: Sequence[float], ok: Sequence[float]) -> float | None:

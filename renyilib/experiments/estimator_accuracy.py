@@ -24,7 +24,6 @@ aggregates seeds, :func:`target_check` gives the pass/fail table,
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from renyilib.experiments.io import read_results
 from renyilib.plots import log_axis, subplots
 
 __all__ = [
@@ -74,11 +74,8 @@ def accuracy_results(root: str | os.PathLike) -> dict[str, Any] | None:
     Returns:
         ``None`` when either file is missing, else ``{"table": DataFrame, "meta": dict}``.
     """
-    folder = Path(root) / "benchmarks" / "results"
-    csv, meta = folder / "accuracy.csv", folder / "accuracy.meta.json"
-    if not (csv.is_file() and meta.is_file()):
-        return None
-    return {"table": pd.read_csv(csv), "meta": json.loads(meta.read_text())}
+    files = read_results(Path(root) / "benchmarks" / "results", "accuracy")
+    return None if files is None else dict(zip(("table", "meta"), files))
 
 
 def error_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,6 @@ configurations. :func:`estimator_study` runs every step and returns an
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from renyilib.experiments.io import read_results
 from renyilib.experiments.summary import display_version
 from renyilib.hessian import hessian_operator, layer_blocks
 from renyilib.lanczos import SpectralQuadrature, slq
@@ -456,13 +456,10 @@ def frontier_results(root: str | os.PathLike) -> dict[str, Any] | None:
         (``bench_curvlinops_speedup``, ``..._kind``; ``bench_curvlinops_ritz_*``
         for the Ritz variant). A route the run did not measure reads "not measured".
     """
-    root = Path(root)
-    csv = root / "benchmarks" / "results" / "frontier.csv"
-    meta_path = root / "benchmarks" / "results" / "frontier.meta.json"
-    if not (csv.is_file() and meta_path.is_file()):
+    files = read_results(Path(root) / "benchmarks" / "results", "frontier")
+    if files is None:
         return None
-    fr = pd.read_csv(csv)
-    meta = json.loads(meta_path.read_text())
+    fr, meta = files
     s = meta["summary"]
     sweep_fr = fr[fr["time_source"] != "confirm"]
     # Older summaries (PyHessian only) have the ratio at top level only.

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write",
     "write_json",
     "read_json",
+    "read_results",
     "save_state_dict",
     "load_state_dict",
     "config_hash",
@@ -79,6 +80,39 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file written by :func:`write_json`."""
     return json.loads(Path(path).read_text())
+
+
+def read_results(
+    folder: str | os.PathLike, stem: str, suffixes: Sequence[str] = (".csv", ".meta.json")
+) -> list[Any] | None:
+    """A committed result made of several files ``<folder>/<stem><suffix>``, or ``None`` if one is missing.
+
+    Each file is read by its kind: ``.csv`` as a :class:`pandas.DataFrame`,
+    ``.json`` with :func:`read_json`.
+
+    Args:
+        folder: The results folder (e.g. ``benchmarks/results``).
+        stem: The files' common name (e.g. ``"frontier"``).
+        suffixes: The parts, in the order returned.
+
+    Returns:
+        The parts in the order of ``suffixes``, or ``None`` when any is absent
+        (the book then says which command makes it).
+    """
+    import pandas as pd
+
+    paths = [Path(folder) / f"{stem}{s}" for s in suffixes]
+    if not all(p.is_file() for p in paths):
+        return None
+    out = []
+    for p in paths:
+        if p.suffix == ".csv":
+            out.append(pd.read_csv(p))
+        elif p.suffix == ".json":
+            out.append(read_json(p))
+        else:
+            raise ValueError(f"suffixes: cannot read {p.name} (expected .csv or .json)")
+    return out
 
 
 def save_state_dict(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> Path:

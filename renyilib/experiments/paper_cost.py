@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from renyilib.experiments.io import read_json
+from renyilib.experiments.io import read_results
 
 __all__ = ["resnet_cost", "resnet_cost_table"]
 
@@ -76,13 +76,10 @@ def resnet_cost(root: str | os.PathLike) -> dict[str, Any] | None:
         product/gradient ratio, the profile's overhead over its products, and
         the load and code version the benchmark ran under.
     """
-    root = Path(root)
-    csv = root / "benchmarks" / "results" / "resnet.csv"
-    meta_path = root / "benchmarks" / "results" / "resnet.meta.json"
-    if not (csv.is_file() and meta_path.is_file()):
+    files = read_results(Path(root) / "benchmarks" / "results", "resnet")
+    if files is None:
         return None
-    raw = pd.read_csv(csv)
-    meta = read_json(meta_path)
+    raw, meta = files
     table = resnet_cost_table(raw)
     prof = raw[raw["part"] == "profile"]
     scaling = raw[raw["part"] == "scaling"][["width", "images", "hvp_s", "hvp_per_image_s"]]

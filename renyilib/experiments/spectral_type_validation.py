@@ -50,7 +50,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from renyilib.experiments.io import atomic_write, code_version, config_hash, write_json
+from renyilib.experiments.io import (
+    atomic_write,
+    code_version,
+    config_hash,
+    read_results,
+    write_json,
+)
 from renyilib.statistics import check_columns, spectral_type, type_match_table
 
 __all__ = [
@@ -590,17 +596,8 @@ def validation_verdict(
 
 def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The committed validation of ``folder`` (``spectral_type_validation.{csv,labels.csv,meta.json}``), or ``None``."""
-    import json
-
-    folder = Path(folder)
-    paths = [folder / f"spectral_type_validation{s}" for s in (".csv", ".labels.csv", ".meta.json")]
-    if not all(p.is_file() for p in paths):
-        return None
-    return {
-        "sensitivity": pd.read_csv(paths[0]),
-        "labels": pd.read_csv(paths[1]),
-        "meta": json.loads(paths[2].read_text()),
-    }
+    files = read_results(folder, "spectral_type_validation", (".csv", ".labels.csv", ".meta.json"))
+    return None if files is None else dict(zip(("sensitivity", "labels", "meta"), files))
 
 
 def sensitivity_figure(sensitivity: pd.DataFrame, paper_rate: float = 1451 / 1630) -> Any:

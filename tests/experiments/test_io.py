@@ -70,3 +70,19 @@ def test_atomic_write_uses_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_read_results_all_parts_or_none(tmp_path):
+    import pandas as pd
+
+    from renyilib.experiments.io import read_results, write_json
+
+    assert read_results(tmp_path, "x") is None
+    pd.DataFrame({"a": [1, 2]}).to_csv(tmp_path / "x.csv", index=False)
+    assert read_results(tmp_path, "x") is None  # the meta is missing
+    write_json(tmp_path / "x.meta.json", {"k": 1})
+    table, meta = read_results(tmp_path, "x")
+    assert table["a"].tolist() == [1, 2] and meta == {"k": 1}
+    (tmp_path / "x.txt").write_text("?")
+    with pytest.raises(ValueError, match="cannot read x.txt"):
+        read_results(tmp_path, "x", (".csv", ".txt"))
