@@ -266,3 +266,35 @@ def test_load_results_round_trip(tmp_path):
     r = af.load_results(tmp_path)
     pd.testing.assert_frame_equal(r["table"], t)
     assert r["meta"] == {"verdict": "v"}
+
+
+def test_exact_vs_slq_tau_and_sentence():
+    taus = pd.DataFrame(
+        {
+            "block": ["a", "a", "a", "b"],
+            "alpha": [0.1, 0.5, 2.0, 0.5],
+            "dtype": ["float64", "float64", "float64", "float32"],
+            "floor": [0.0, 0.0, 0.0, 0.0],
+            "mode": ["drop"] * 4,
+            "n": [10] * 4,
+            "tau": [0.2, 0.5, 0.3, 0.9],
+            "tau_ref": [0.2, 0.5, 0.3, 0.9],
+            "tau_ref_se": [0.05, 0.05, 0.05, 0.05],
+            "tau_shift": [0.0] * 4,
+        }
+    )
+    sweep = pd.DataFrame(
+        {"block": ["a", "a", "a"], "alpha": [0.1, 0.5, 3.0], "tau": [0.6, 0.52, 0.1]}
+    )
+    cmp = af.exact_vs_slq_tau(taus, sweep)
+    assert cmp[["alpha", "tau_exact", "tau_slq"]].values.tolist() == [
+        [0.1, 0.2, 0.6],
+        [0.5, 0.5, 0.52],
+    ]
+    assert cmp["difference"].tolist() == pytest.approx([0.4, 0.02])
+    text = af.exact_vs_slq_sentence(cmp)
+    assert "in 1 of 2 (layer, α) cells" in text and "+0.40 (a, α = 0.1" in text
+    assert "+0.02 at α ≥ 0.5" in text and "a 0.5 (exact) vs 0.1 (SLQ)" in text
+    assert af.exact_vs_slq_sentence(cmp.iloc[:0]) == "No α is on both grids."
+    with pytest.raises(KeyError, match="slq_sweep"):
+        af.exact_vs_slq_tau(taus, sweep.drop(columns="tau"))
