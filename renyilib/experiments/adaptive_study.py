@@ -791,6 +791,12 @@ def verdict(taus: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- running and exporting
 
 
+def _train_and_measure(config: dict[str, Any], out: str, settings: dict, root: Any) -> str:
+    (d,) = run_zoo([config], out, root=root, progress=False)
+    measure_zoo([d], settings, root=root, progress=False)
+    return str(d)
+
+
 def run_and_measure(
     configs: Sequence[dict[str, Any]],
     out: str | Path,
@@ -803,8 +809,7 @@ def run_and_measure(
     for cfg in tqdm(
         list(configs), disable=not progress, desc=configs[0]["task"] if configs else "zoo"
     ):
-        (d,) = run_zoo([cfg], out, root=root, progress=False)
-        measure_zoo([d], settings, root=root, progress=False)
+        _train_and_measure(cfg, out, settings, root)
 
 
 def export_results(
@@ -839,12 +844,6 @@ def export_results(
         },
     )
     return path
-
-
-def _train_and_measure(config: dict[str, Any], out: str, settings: dict, root: Any) -> str:
-    (d,) = run_zoo([config], out, root=root, progress=False)
-    measure_zoo([d], settings, root=root, progress=False)
-    return str(d)
 
 
 def run_and_measure_parallel(

@@ -28,7 +28,7 @@ digits-cnn zoo:
 * :func:`alpha_floor_figure` and :func:`alpha_floor_verdict` draw and state it.
 
 ``python -m renyilib.experiments.alpha_floor --out data/zoo --dest data/results/digits-cnn``
-runs it and writes ``alpha_floor.csv`` (+ ``.meta.json``) and ``alpha_floor.tau.csv``.
+runs it and writes ``alpha_floor.csv.gz`` (+ ``.meta.json``) and ``alpha_floor.tau.csv``.
 """
 
 from __future__ import annotations
@@ -982,8 +982,8 @@ def exact_vs_slq_sentence(comparison: pd.DataFrame) -> str:
 
 
 def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The committed study (``alpha_floor.csv``, ``.tau.csv``, ``.meta.json``) of ``folder``, or ``None``."""
-    files = read_results(folder, "alpha_floor", (".csv", ".tau.csv", ".meta.json"))
+    """The committed study (``alpha_floor.csv.gz``, ``.tau.csv``, ``.meta.json``) of ``folder``, or ``None``."""
+    files = read_results(folder, "alpha_floor", (".csv.gz", ".tau.csv", ".meta.json"))
     return None if files is None else dict(zip(("table", "taus", "meta"), files))
 
 
@@ -1057,8 +1057,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # derived columns left out of the file: sharpness = -entropy,
     # entropy_minus_log_n = entropy - log(n_used), ref_entropy (the float64 floor-0 row)
     slim = table.drop(columns=["sharpness", "entropy_minus_log_n", "ref_entropy"])
-    text = slim.to_csv(index=False, float_format="%.10g")
-    atomic_write(dest / "alpha_floor.csv", lambda tmp: tmp.write_text(text))
+    # gzip (fixed mtime: the same table gives the same bytes); the text table is ~3 MB
+    atomic_write(
+        dest / "alpha_floor.csv.gz",
+        lambda tmp: slim.to_csv(
+            tmp, index=False, float_format="%.10g", compression={"method": "gzip", "mtime": 0}
+        ),
+    )
     ttext = taus.to_csv(index=False, float_format="%.10g")
     atomic_write(dest / "alpha_floor.tau.csv", lambda tmp: tmp.write_text(ttext))
     fig = alpha_floor_figure(table, taus=taus)
@@ -1097,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eigh": "numpy.linalg.eigvalsh of the dense Hessian cast to float64",
         },  # fmt: skip
         "columns": {
-            "alpha_floor.csv": "one row per run, block, dtype, floor, mode, alpha "
+            "alpha_floor.csv.gz": "one row per run, block, dtype, floor, mode, alpha "
             "(floored_entropy); sharpness = -entropy, H - log n = entropy - log(n_used); "
             "rel_change = (-H - (-H_ref)) / |H_ref|, reference float64, floor 0",
             "alpha_floor.tau.csv": "tau_table: Kendall tau-b of -H vs gap (converged runs), "

@@ -26,13 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from renyilib.statistics import kendall_tau, tau_under_target_noise
-
-__all__ = ["gap_draws", "gap_noise_table", "per_sample_test_losses", "zoo_gap_draws"]
+__all__ = ["gap_draws", "per_sample_test_losses", "zoo_gap_draws"]
 
 
 def per_sample_test_losses(path: str | os.PathLike, *, batch: int = 1024) -> np.ndarray:
@@ -97,48 +94,6 @@ def gap_draws(
         idx = rng.integers(0, m, size=m)
         out[b] = L[:, idx].mean(axis=1) - tr
     return out
-
-
-def gap_noise_table(
-    table: pd.DataFrame, measures: Sequence[str], draws: np.ndarray
-) -> pd.DataFrame:
-    """τ of each measure against the measured gap, and its spread under the gap's own noise.
-
-    Args:
-        table: One row per model (in the order of ``draws``' columns) with ``gap``
-            and the ``measures`` columns.
-        measures: Columns to correlate.
-        draws: ``(B, N)`` gap draws (:func:`gap_draws`).
-
-    Returns:
-        One row per measure: ``measure, tau`` (against the measured gap),
-        ``noise_sd`` (standard deviation of τ over the draws), ``noise_low`` /
-        ``noise_high`` (2.5 / 97.5% quantiles) and ``noise_share`` =
-        ``noise_sd / |tau|`` (≥ 0.5: the test set's noise alone moves τ by half
-        its size or more).
-    """
-    missing = [c for c in ["gap", *measures] if c not in table]
-    if missing:
-        raise KeyError(f"table: missing columns {missing}")
-    if draws.shape[1] != len(table):
-        raise ValueError(f"draws has {draws.shape[1]} models, table {len(table)}")
-    rows = []
-    gap = table["gap"].to_numpy(float)
-    for col in measures:
-        x = table[col].to_numpy(float)
-        tau = kendall_tau(x, gap).tau
-        noise = tau_under_target_noise(x, draws)
-        rows.append(
-            {
-                "measure": col,
-                "tau": tau,
-                "noise_sd": noise["std"],
-                "noise_low": noise["low"],
-                "noise_high": noise["high"],
-                "noise_share": noise["std"] / abs(tau) if tau else float("inf"),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def zoo_gap_draws(

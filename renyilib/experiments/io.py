@@ -87,8 +87,8 @@ def read_results(
 ) -> list[Any] | None:
     """A committed result made of several files ``<folder>/<stem><suffix>``, or ``None`` if one is missing.
 
-    Each file is read by its kind: ``.csv`` as a :class:`pandas.DataFrame`,
-    ``.json`` with :func:`read_json`.
+    Each file is read by its kind: ``.csv`` (or gzipped ``.csv.gz``) as a
+    :class:`pandas.DataFrame`, ``.json`` with :func:`read_json`.
 
     Args:
         folder: The results folder (e.g. ``benchmarks/results``).
@@ -106,12 +106,12 @@ def read_results(
         return None
     out = []
     for p in paths:
-        if p.suffix == ".csv":
+        if p.name.endswith((".csv", ".csv.gz")):
             out.append(pd.read_csv(p))
         elif p.suffix == ".json":
             out.append(read_json(p))
         else:
-            raise ValueError(f"suffixes: cannot read {p.name} (expected .csv or .json)")
+            raise ValueError(f"suffixes: cannot read {p.name} (expected .csv, .csv.gz or .json)")
     return out
 
 

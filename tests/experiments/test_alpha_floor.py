@@ -260,7 +260,7 @@ def test_zoo_exact_spectra_cache_round_trip(tmp_path, monkeypatch):
 def test_load_results_round_trip(tmp_path):
     assert af.load_results(tmp_path) is None
     t = pd.DataFrame({"run": ["a"], "alpha": [1.0]})
-    t.to_csv(tmp_path / "alpha_floor.csv", index=False)
+    t.to_csv(tmp_path / "alpha_floor.csv.gz", index=False)
     t.to_csv(tmp_path / "alpha_floor.tau.csv", index=False)
     (tmp_path / "alpha_floor.meta.json").write_text(json.dumps({"verdict": "v"}))
     r = af.load_results(tmp_path)

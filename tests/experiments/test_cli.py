@@ -11,31 +11,10 @@ import yaml
 from renyilib.experiments import zoo
 from renyilib.experiments.cli import main
 
-TINY = {
-    "experiments": {
-        "zoo": {
-            "smoke": {
-                "defaults": {
-                    "epochs": 1,
-                    "warmup_epochs": 0,
-                    "base_batch_size": 32,
-                    "train_subset": 60,
-                    "test_subset": 30,
-                    "grid": {
-                        "sgd": {"lr": [0.01, 0.05], "batch_size": 32, "weight_decay": 0.0},
-                        "adam": {"lr": [1e-3, 3e-3], "batch_size": 32, "weight_decay": 0.0},
-                    },
-                }
-            }
-        }
-    }
-}
-
 
 @pytest.fixture
-def env(tmp_path: Path) -> list[str]:
-    cfg = tmp_path / "_config.yml"
-    cfg.write_text(yaml.safe_dump(TINY, sort_keys=False))
+def env(tmp_path: Path, tiny_zoo_config: Path) -> list[str]:
+    cfg = tiny_zoo_config
     return ["--task", "digits-mlp", "--out", str(tmp_path / "zoo"), "--config", str(cfg)]
 
 
