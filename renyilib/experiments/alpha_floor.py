@@ -69,6 +69,7 @@ __all__ = [
     "ExactSpectra",
     "alpha_floor_figure",
     "alpha_floor_verdict",
+    "best_alpha_stability",
     "block_spectrum",
     "floor_sensitivity",
     "exact_vs_slq_sentence",
@@ -979,6 +980,40 @@ def exact_vs_slq_sentence(comparison: pd.DataFrame) -> str:
         a_slq = g.loc[g["tau_slq"].idxmax(), "alpha"]
         best.append(f"{block} {a_ex:g} (exact) vs {a_slq:g} (SLQ)")
     return text + ". Best α on the common grid: " + "; ".join(best) + "."
+
+
+def best_alpha_stability(ranges: pd.DataFrame, best: pd.DataFrame, cap: float = 1e-7) -> str:
+    """Whether each layer's chosen best α lies in its stable range, as a sentence.
+
+    Args:
+        ranges: :func:`stable_range_table`.
+        best: ``block, alpha`` (e.g. the correlation chapter's best α per layer).
+        cap: The floor cap whose column is used (round-off floors only by default).
+
+    Returns:
+        One clause per layer of both tables and a count of the layers whose best
+        α is inside its stable range.
+    """
+    col = f"floor ≤ {cap:g}"
+    if col not in ranges:
+        raise KeyError(f"ranges: no column {col!r}; columns: {list(ranges.columns)}")
+    start = ranges.set_index("block")[col]
+    parts, inside = [], 0
+    for row in best.itertuples():
+        if row.block not in start.index:
+            continue
+        a0 = start[row.block]
+        if not np.isfinite(a0):
+            parts.append(f"{row.block}: best α {row.alpha:g}, no stable order")
+        elif row.alpha >= a0:
+            inside += 1
+            parts.append(f"{row.block}: best α {row.alpha:g}, inside its stable range (α ≥ {a0:g})")
+        else:
+            parts.append(f"{row.block}: best α {row.alpha:g}, below its stable range (α ≥ {a0:g})")
+    return (
+        f"{inside} of {len(parts)} layers have their best α inside the range that is stable to "
+        f"round-off (floors up to {cap:g}): " + "; ".join(parts) + "."
+    )
 
 
 def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:

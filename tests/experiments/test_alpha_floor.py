@@ -298,3 +298,15 @@ def test_exact_vs_slq_tau_and_sentence():
     assert af.exact_vs_slq_sentence(cmp.iloc[:0]) == "No α is on both grids."
     with pytest.raises(KeyError, match="slq_sweep"):
         af.exact_vs_slq_tau(taus, sweep.drop(columns="tau"))
+
+
+def test_best_alpha_stability_sentence():
+    ranges = pd.DataFrame({"block": ["a", "b", "c"], "floor ≤ 1e-07": [0.5, 0.1, np.nan]})
+    best = pd.DataFrame({"block": ["a", "b", "c", "all"], "alpha": [0.03, 0.2, 1.5, 2.0]})
+    text = af.best_alpha_stability(ranges, best)
+    assert text.startswith("1 of 3 layers have their best α inside")
+    assert "a: best α 0.03, below its stable range (α ≥ 0.5)" in text
+    assert "b: best α 0.2, inside its stable range (α ≥ 0.1)" in text
+    assert "c: best α 1.5, no stable order" in text
+    with pytest.raises(KeyError, match="no column"):
+        af.best_alpha_stability(ranges, best, cap=1e-3)
