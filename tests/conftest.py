@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -86,3 +88,35 @@ def dense_hessian(model: nn.Module, loss_fn, x, y, names: list[str]) -> torch.Te
 
     flat = torch.cat([params[k].reshape(-1) for k in names])
     return torch.func.hessian(f)(flat)
+
+
+#: A two-optimizer digits zoo small enough to train in seconds (1 epoch, 60 images).
+TINY_ZOO = {
+    "experiments": {
+        "zoo": {
+            "smoke": {
+                "defaults": {
+                    "epochs": 1,
+                    "warmup_epochs": 0,
+                    "base_batch_size": 32,
+                    "train_subset": 60,
+                    "test_subset": 30,
+                    "grid": {
+                        "sgd": {"lr": [0.01, 0.05], "batch_size": 32, "weight_decay": 0.0},
+                        "adam": {"lr": [1e-3, 3e-3], "batch_size": 32, "weight_decay": 0.0},
+                    },
+                }
+            }
+        }
+    }
+}
+
+
+@pytest.fixture
+def tiny_zoo_config(tmp_path: Path) -> Path:
+    """A ``_config.yml`` holding :data:`TINY_ZOO` (its ``smoke`` zoo profile)."""
+    import yaml  # an experiments dependency: the core-only checks never ask for this fixture
+
+    path = tmp_path / "_config.yml"
+    path.write_text(yaml.safe_dump(TINY_ZOO, sort_keys=False))
+    return path
